@@ -1,0 +1,102 @@
+"""The array backend: the only module in minigrad that imports NumPy or CuPy.
+
+Every op asks ``xp = get_array_module(x)`` and uses ``xp.<fn>`` so that one code path serves
+both NumPy (CPU) and CuPy (GPU), as in Chainer and DeZero. CuPy is optional: without it the
+library is CPU-only and nothing here fails.
+"""
+import numpy
+
+try:  # CuPy is the `gpu` extra; import errors (no package, no driver) mean CPU only
+    import cupy
+    try:
+        _gpu_ok = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - a driver error means there is no usable GPU
+        _gpu_ok = False
+except Exception:  # noqa: BLE001
+    cupy = None
+    _gpu_ok = False
+
+# The host module, for code that builds constants on the CPU before moving them (filter
+# banks, random initialisations): they are made once with NumPy and sent with to_device.
+np = numpy
+
+
+def gpu_available():
+    """True when CuPy imports and sees at least one GPU."""
+    return _gpu_ok
+
+
+def get_array_module(*arrays):
+    """NumPy or CuPy, whichever owns the arrays (Tensors are unwrapped)."""
+    if cupy is not None:
+        return cupy.get_array_module(*[getattr(a, "data", a) for a in arrays])
+    return numpy
+
+
+def xp_for(device):
+    """The array module for a device name: 'cpu' -> NumPy, 'cuda' -> CuPy."""
+    device = check_device(device)
+    return cupy if device == "cuda" else numpy
+
+
+def check_device(device):
+    device = str(device)
+    if device.startswith("cuda"):
+        if not _gpu_ok:
+            raise RuntimeError(
+                "device 'cuda' requested but CuPy with a GPU is not available "
+                "(install the gpu extra: pip install 'minigrad[gpu]')"
+            )
+        return "cuda"
+    if device != "cpu":
+        raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+    return "cpu"
+
+
+def device_of(array):
+    """'cuda' for a CuPy array, 'cpu' otherwise."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return "cuda"
+    return "cpu"
+
+
+def to_device(array, device):
+    """Move an array to 'cpu' (NumPy) or 'cuda' (CuPy); a no-op when it is already there."""
+    device = check_device(device)
+    if device == "cuda":
+        return cupy.asarray(array)
+    return asnumpy(array)
+
+
+def asnumpy(array):
+    """A NumPy array from a NumPy array, a CuPy array or a Python scalar."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return cupy.asnumpy(array)
+    return numpy.asarray(array)
+
+
+def synchronize(device="cpu"):
+    """Wait for queued GPU work (for timing); nothing to do on the CPU."""
+    if device == "cuda" and cupy is not None:
+        cupy.cuda.Device().synchronize()
+
+
+def is_array(value):
+    return isinstance(value, numpy.ndarray) or (cupy is not None and isinstance(value, cupy.ndarray))
+
+
+def as_strided(x, shape, strides):
+    """A strided view of x (read-only use: windows for pooling and im2col)."""
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        return cupy.lib.stride_tricks.as_strided(x, shape=shape, strides=strides)
+    return numpy.lib.stride_tricks.as_strided(x, shape=shape, strides=strides, writeable=False)
+
+
+def scatter_add(target, index, values):
+    """target[index] += values, accumulating repeated indices (NumPy and CuPy spell it apart)."""
+    if cupy is not None and isinstance(target, cupy.ndarray):
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
+    else:
+        numpy.add.at(target, index, values)

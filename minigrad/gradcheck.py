@@ -1,0 +1,73 @@
+"""Finite-difference gradient checks that anyone can run on their own functions.
+
+``gradcheck(fn, *inputs)`` compares the gradient from backprop with central differences, in
+float64, for every input that is a floating-point array or Tensor. The scalar checked is
+<v, fn(x)> with a fixed random v, so every output element and a transposition bug count.
+"""
+from . import backend
+from .tensor import Tensor, no_grad
+
+
+class GradcheckError(AssertionError):
+    pass
+
+
+def _as_float64_tensor(value):
+    data = value.data if isinstance(value, Tensor) else value
+    return Tensor(backend.get_array_module(data).asarray(data, dtype="float64"), requires_grad=True)
+
+
+def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elements=400, seed=0):
+    """Check fn's analytic gradients against central differences; raise on mismatch.
+
+    Inputs that are arrays or Tensors are cast to float64 and differentiated; anything else is
+    passed through. At most ``max_elements`` entries per input are perturbed (a fixed random
+    subset when there are more). Returns, per checked input, ``(max_abs_err, max_rel_err)``.
+    """
+    rng = backend.np.random.default_rng(seed)
+    args = [_as_float64_tensor(a) if _differentiable(a) else a for a in inputs]
+    out = fn(*args)
+    xp = backend.get_array_module(out.data)
+    v = backend.to_device(rng.standard_normal(out.shape), out.device)
+    (out * Tensor(v, dtype="float64")).sum().backward()
+
+    def objective():
+        with no_grad():
+            return float((fn(*args).data * v).sum())
+
+    errors = []
+    for i, arg in enumerate(args):
+        if not isinstance(arg, Tensor):
+            continue
+        analytic = backend.asnumpy(arg.grad if arg.grad is not None else xp.zeros(arg.shape))
+        flat = arg.data.reshape(-1)  # a view: perturbing it perturbs the input
+        picks = backend.np.arange(flat.size)
+        if flat.size > max_elements:
+            picks = backend.np.sort(rng.choice(flat.size, max_elements, replace=False))
+        worst_abs, worst_rel = 0.0, 0.0
+        for j in picks.tolist():
+            original = float(flat[j])
+            flat[j] = original + eps
+            plus = objective()
+            flat[j] = original - eps
+            minus = objective()
+            flat[j] = original
+            numeric = (plus - minus) / (2 * eps)
+            exact = float(analytic.reshape(-1)[j])
+            err = abs(exact - numeric)
+            if err > atol + rtol * abs(numeric):
+                index = backend.np.unravel_index(j, arg.shape)
+                raise GradcheckError(
+                    f"gradcheck failed for input {i} (shape {arg.shape}) at element "
+                    f"{tuple(int(k) for k in index)}: analytic {exact:.10g} vs numeric "
+                    f"{numeric:.10g} (abs err {err:.3g}, atol {atol}, rtol {rtol})"
+                )
+            worst_abs = max(worst_abs, err)
+            worst_rel = max(worst_rel, err / max(abs(numeric), 1e-12))
+        errors.append((worst_abs, worst_rel))
+    return errors
+
+
+def _differentiable(value):
+    data = value.data if isinstance(value, Tensor) else value
+    return backend.is_array(data) and data.dtype.kind == "f"

@@ -1,0 +1,176 @@
+"""Elementwise ops. Broadcasting is allowed; the engine sums gradients back to input shapes.
+
+Each op saves only what its backward needs (often its output, as teenygrad does).
+"""
+from ..backend import get_array_module
+from ..tensor import Function
+
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        return gy, gy
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        return gy, (-gy if self.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy):
+        ga = gy * self.b if self.needs_input_grad[0] else None
+        gb = gy * self.a if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy):
+        ga = gy / self.b if self.needs_input_grad[0] else None
+        gb = -gy * self.a / (self.b * self.b) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, gy):
+        return -gy
+
+
+class Pow(Function):
+    """a ** b; d/da = b a^(b-1), d/db = a^b log a (only asked for when b is a tensor)."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.y = a ** b
+        return self.y
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        ga = gy * self.b * self.a ** (self.b - 1) if self.needs_input_grad[0] else None
+        gb = gy * self.y * xp.log(self.a) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Exp(Function):
+    def forward(self, a):
+        self.y = get_array_module(a).exp(a)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y
+
+
+class Log(Function):
+    def forward(self, a):
+        self.a = a
+        return get_array_module(a).log(a)
+
+    def backward(self, gy):
+        return gy / self.a
+
+
+class Sqrt(Function):
+    def forward(self, a):
+        self.y = get_array_module(a).sqrt(a)
+        return self.y
+
+    def backward(self, gy):
+        return gy / (2 * self.y)
+
+
+class Abs(Function):
+    def forward(self, a):
+        self.a = a
+        return abs(a)
+
+    def backward(self, gy):
+        return gy * get_array_module(gy).sign(self.a)
+
+
+class Maximum(Function):
+    """Elementwise max; a tie sends the gradient to the first input."""
+
+    def forward(self, a, b):
+        self.a_wins = a >= b
+        return get_array_module(a, b).maximum(a, b)
+
+    def backward(self, gy):
+        ga = gy * self.a_wins if self.needs_input_grad[0] else None
+        gb = gy * ~self.a_wins if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Minimum(Function):
+    """Elementwise min; a tie sends the gradient to the first input."""
+
+    def forward(self, a, b):
+        self.a_wins = a <= b
+        return get_array_module(a, b).minimum(a, b)
+
+    def backward(self, gy):
+        ga = gy * self.a_wins if self.needs_input_grad[0] else None
+        gb = gy * ~self.a_wins if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Clamp(Function):
+    """min(max(a, lo), hi); the gradient passes where lo <= a <= hi (as in PyTorch)."""
+
+    def forward(self, a, lo=None, hi=None):
+        xp = get_array_module(a)
+        self.inside = xp.ones(a.shape, dtype=bool)
+        if lo is not None:
+            self.inside &= a >= lo
+        if hi is not None:
+            self.inside &= a <= hi
+        return xp.clip(a, lo, hi)
+
+    def backward(self, gy):
+        return gy * self.inside
+
+
+class Where(Function):
+    """where(cond, a, b); cond is a constant boolean array."""
+
+    def forward(self, cond, a, b):
+        self.cond = cond
+        return get_array_module(a, b).where(cond, a, b)
+
+    def backward(self, gy):
+        ga = gy * self.cond if self.needs_input_grad[1] else None
+        gb = gy * ~self.cond if self.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+class ReLU(Function):
+    def forward(self, a):
+        self.positive = a > 0
+        return a * self.positive
+
+    def backward(self, gy):
+        return gy * self.positive
+
+
+class Cast(Function):
+    def forward(self, a, dtype):
+        self.dtype = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, gy):
+        return gy.astype(self.dtype)

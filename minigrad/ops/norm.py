@@ -1,0 +1,44 @@
+"""Local response normalisation across channels (AlexNet's LRN), PyTorch/Caffe semantics.
+
+    y_c = x_c / (k + alpha/n · Σ_{c' ∈ window(c)} x_c'²)^beta,
+    window(c) = [c - n//2, c + (n-1)//2] clipped to the channels.
+
+MatConvNet's and Chainer's ``alpha`` is this alpha/n.
+"""
+from ..backend import get_array_module
+from ..tensor import Function
+
+
+def window_sum(a, before, after):
+    """s_c = Σ_{c'=c-before}^{c+after} a_c' over axis 1, zero outside (one slice add per offset)."""
+    xp = get_array_module(a)
+    C = a.shape[1]
+    padded = xp.pad(a, ((0, 0), (before, after), (0, 0), (0, 0)))
+    total = padded[:, 0:C].copy()
+    for shift in range(1, before + after + 1):
+        total += padded[:, shift:shift + C]
+    return total
+
+
+class LocalResponseNorm(Function):
+    def forward(self, x, size, alpha=1e-4, beta=0.75, k=1.0):
+        if x.ndim != 4:
+            raise ValueError(f"local_response_norm expects (N, C, H, W), got shape {x.shape}")
+        if size < 1:
+            raise ValueError(f"local_response_norm: size must be >= 1, got {size}")
+        xp = get_array_module(x)
+        self.before, self.after = size // 2, (size - 1) // 2
+        self.scale = alpha / size
+        self.beta = beta
+        self.s = k + self.scale * window_sum(x * x, self.before, self.after)  # (N, C, H, W)
+        self.d = xp.power(self.s, -beta)  # (k + alpha/n Σx²)^-β, reused by backward
+        self.x = x
+        self.y = x * self.d
+        return self.y
+
+    def backward(self, gy):
+        # dy_c/dx_j = δ_cj s_c^-β - 2β·(alpha/n)·x_c x_j s_c^(-β-1) for j in window(c); the
+        # adjoint of the window sum runs the window backwards (after <-> before).
+        direct = gy * self.d
+        coupled = window_sum(gy * self.y / self.s, self.after, self.before)
+        return direct - 2 * self.beta * self.scale * self.x * coupled

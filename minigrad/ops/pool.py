@@ -1,0 +1,128 @@
+"""Pooling: max, average and adaptive average, over NCHW inputs.
+
+Output size is floor((H + 2p - k) / s) + 1, or with ``ceil_mode=True`` (Caffe's nets) the
+ceiling, dropping a last window that would start inside the right padding (PyTorch's rule).
+Max-pool ties send the whole gradient to the first maximum in scan order, as PyTorch does.
+"""
+import math
+
+from ..backend import get_array_module
+from ..tensor import Function
+from .conv import pair, window_slices
+
+
+def pool_output_size(size, k, s, p, ceil_mode):
+    if ceil_mode:
+        out = math.ceil((size + 2 * p - k) / s) + 1
+        if (out - 1) * s >= size + p:  # the last window would start in the padding
+            out -= 1
+    else:
+        out = (size + 2 * p - k) // s + 1
+    return out
+
+
+def _pool_geometry(x, kernel_size, stride, padding, ceil_mode, name):
+    (kh, kw) = pair(kernel_size, "kernel_size")
+    (sy, sx) = pair(stride if stride is not None else (kh, kw), "stride")
+    (ph, pw) = pair(padding, "padding")
+    if x.ndim != 4:
+        raise ValueError(f"{name} expects a 4-D input (N, C, H, W), got shape {x.shape}")
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"{name}: padding {(ph, pw)} must be at most half the kernel {(kh, kw)}")
+    H, W = x.shape[2:]
+    oh, ow = pool_output_size(H, kh, sy, ph, ceil_mode), pool_output_size(W, kw, sx, pw, ceil_mode)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{name}: kernel {(kh, kw)} is larger than the padded input {(H, W)}")
+    # total padding: the symmetric p, plus what ceil mode's last window needs on the right
+    extra_h = max((oh - 1) * sy + kh - (H + 2 * ph), 0)
+    extra_w = max((ow - 1) * sx + kw - (W + 2 * pw), 0)
+    pads = ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w))
+    rows, cols = window_slices(kh, sy, 1, oh), window_slices(kw, sx, 1, ow)
+    offsets = [(r, c) for r in rows for c in cols]
+    return pads, offsets
+
+
+class MaxPool2d(Function):
+    def forward(self, x, kernel_size, stride=None, padding=0, ceil_mode=False):
+        xp = get_array_module(x)
+        pads, self.offsets = _pool_geometry(x, kernel_size, stride, padding, ceil_mode,
+                                            "max_pool2d")
+        x_pad = xp.pad(x, pads, constant_values=-xp.inf)  # (N, C, Hp, Wp)
+        y = x_pad[(Ellipsis,) + self.offsets[0]].copy()  # (N, C, oh, ow)
+        argmax = xp.zeros(y.shape, dtype=xp.uint8)  # which offset won, per output element
+        for t, (rows, cols) in enumerate(self.offsets[1:], start=1):
+            window = x_pad[:, :, rows, cols]
+            better = window > y  # strict: ties keep the first maximum
+            xp.maximum(y, window, out=y)
+            argmax[better] = t
+        self.argmax, self.pads, self.padded_shape = argmax, pads, x_pad.shape
+        return y
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.padded_shape, dtype=gy.dtype)
+        for t, (rows, cols) in enumerate(self.offsets):
+            gx[:, :, rows, cols] += gy * (self.argmax == t)
+        return _crop(gx, self.pads)
+
+
+class AvgPool2d(Function):
+    """Mean over each window; with count_include_pad the zero padding counts (PyTorch's default).
+
+    Windows that ceil mode lets run past the padded input divide by their in-bounds size only.
+    """
+
+    def forward(self, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                count_include_pad=True):
+        xp = get_array_module(x)
+        pads, self.offsets = _pool_geometry(x, kernel_size, stride, padding, ceil_mode,
+                                            "avg_pool2d")
+        x_pad = xp.pad(x, pads)
+        ones = xp.ones((1, 1) + x.shape[2:], dtype=x.dtype)  # which positions count
+        ph, pw = pads[2][0], pads[3][0]
+        counted = xp.pad(ones, ((0, 0), (0, 0), (ph, ph), (pw, pw)),
+                         constant_values=1.0 if count_include_pad else 0.0)
+        counted = xp.pad(counted, ((0, 0), (0, 0), (0, pads[2][1] - ph), (0, pads[3][1] - pw)))
+        y = sum(x_pad[:, :, r, c] for r, c in self.offsets)  # (N, C, oh, ow)
+        self.divisor = sum(counted[:, :, r, c] for r, c in self.offsets)  # (1, 1, oh, ow)
+        self.pads, self.padded_shape = pads, x_pad.shape
+        return y / self.divisor
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        g = gy / self.divisor
+        gx = xp.zeros(self.padded_shape, dtype=gy.dtype)
+        for rows, cols in self.offsets:
+            gx[:, :, rows, cols] += g
+        return _crop(gx, self.pads)
+
+
+def _crop(gx_pad, pads):
+    (top, bottom), (left, right) = pads[2], pads[3]
+    return gx_pad[:, :, top:gx_pad.shape[2] - bottom, left:gx_pad.shape[3] - right]
+
+
+def adaptive_bins(size, out, xp, dtype):
+    """(out, size) averaging matrix: bin i covers [floor(i·size/out), ceil((i+1)·size/out))."""
+    i = xp.arange(out)
+    start = (i * size) // out
+    end = -((-(i + 1) * size) // out)
+    pos = xp.arange(size)
+    member = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])  # (out, size)
+    return (member / (end - start)[:, None]).astype(dtype)
+
+
+class AdaptiveAvgPool2d(Function):
+    """PyTorch's adaptive average pooling, as two small matrix products: P_h · x · P_wᵀ."""
+
+    def forward(self, x, output_size):
+        xp = get_array_module(x)
+        if x.ndim != 4:
+            raise ValueError(f"adaptive_avg_pool2d expects (N, C, H, W), got {x.shape}")
+        oh, ow = pair(output_size, "output_size")
+        self.P_h = adaptive_bins(x.shape[2], oh, xp, x.dtype)  # (oh, H)
+        self.P_w = adaptive_bins(x.shape[3], ow, xp, x.dtype)  # (ow, W)
+        return self.P_h @ x @ self.P_w.T  # (N, C, oh, ow)
+
+    def backward(self, gy):
+        return self.P_h.T @ gy @ self.P_w  # (N, C, H, W)
