@@ -18,10 +18,10 @@ class MatMul(Function):
         a = self.a[None, :] if self.a.ndim == 1 else self.a  # (..., M, K)
         b = self.b[:, None] if self.b.ndim == 1 else self.b  # (..., K, N)
         g = gy
-        if self.a.ndim == 1:
-            g = xp.expand_dims(g, -2)
         if self.b.ndim == 1:
-            g = xp.expand_dims(g, -1)  # (..., M, N)
+            g = g[..., None]  # (..., M) -> (..., M, 1); a 0-d result (1-D @ 1-D) -> (1,)
+        if self.a.ndim == 1:
+            g = g[..., None, :]  # (..., N) -> (..., 1, N)
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = g @ xp.swapaxes(b, -1, -2)  # (..., M, K)
