@@ -42,28 +42,65 @@ def _pool_geometry(x, kernel_size, stride, padding, ceil_mode, name):
     return pads, offsets
 
 
+def _max_along(a, axis, k, s, out):
+    """Max over k strided windows along one axis, and which offset (0..k-1) won each."""
+    xp = get_array_module(a)
+    index = [slice(None)] * a.ndim
+    best, winner = None, None
+    for t, window in enumerate(window_slices(k, s, 1, out)):
+        index[axis] = window
+        candidate = a[tuple(index)]
+        if best is None:
+            best, winner = candidate.copy(), xp.zeros(candidate.shape, dtype=a.dtype)
+            continue
+        better = candidate > best  # strict: ties keep the first maximum
+        xp.maximum(best, candidate, out=best)
+        # winner = t where better: arithmetic on the mask is far cheaper than where/copyto
+        winner += better * (t - winner)
+    return best, winner
+
+
+def _route_back(g, winner, axis, k, s, full_shape):
+    """Adjoint of _max_along: send each gradient to the offset that won."""
+    xp = get_array_module(g)
+    out = xp.zeros(full_shape, dtype=g.dtype)
+    index = [slice(None)] * g.ndim
+    for t, window in enumerate(window_slices(k, s, 1, g.shape[axis])):
+        index[axis] = window
+        out[tuple(index)] += g * (winner == t)
+    return out
+
+
 class MaxPool2d(Function):
+    """Max over each window, computed separably: over the rows of a window, then its columns.
+
+    The max over a kh×kw window equals the max over columns of the per-column maxima, so two
+    passes of kh and kw slices replace kh·kw slices. Ties go to one element (the first row in
+    the winning column, the first such column), which is all a subgradient needs.
+    """
+
     def forward(self, x, kernel_size, stride=None, padding=0, ceil_mode=False):
         xp = get_array_module(x)
-        pads, self.offsets = _pool_geometry(x, kernel_size, stride, padding, ceil_mode,
-                                            "max_pool2d")
-        x_pad = xp.pad(x, pads, constant_values=-xp.inf)  # (N, C, Hp, Wp)
-        y = x_pad[(Ellipsis,) + self.offsets[0]].copy()  # (N, C, oh, ow)
-        argmax = xp.zeros(y.shape, dtype=xp.uint8)  # which offset won, per output element
-        for t, (rows, cols) in enumerate(self.offsets[1:], start=1):
-            window = x_pad[:, :, rows, cols]
-            better = window > y  # strict: ties keep the first maximum
-            xp.maximum(y, window, out=y)
-            argmax[better] = t
-        self.argmax, self.pads, self.padded_shape = argmax, pads, x_pad.shape
+        (kh, kw), (sy, sx) = pair(kernel_size), pair(stride if stride is not None else kernel_size)
+        pads, offsets = _pool_geometry(x, kernel_size, stride, padding, ceil_mode, "max_pool2d")
+        oh = _count(offsets[0][0])
+        ow = _count(offsets[0][1])
+        padded = any(p for pair_ in pads for p in pair_)
+        x_pad = xp.pad(x, pads, constant_values=-xp.inf) if padded else x  # (N, C, Hp, Wp)
+        rows_max, self.row_winner = _max_along(x_pad, 2, kh, sy, oh)  # (N, C, oh, Wp)
+        y, self.col_winner = _max_along(rows_max, 3, kw, sx, ow)  # (N, C, oh, ow)
+        self.geometry = (kh, kw, sy, sx, pads, x_pad.shape, rows_max.shape)
         return y
 
     def backward(self, gy):
-        xp = get_array_module(gy)
-        gx = xp.zeros(self.padded_shape, dtype=gy.dtype)
-        for t, (rows, cols) in enumerate(self.offsets):
-            gx[:, :, rows, cols] += gy * (self.argmax == t)
-        return _crop(gx, self.pads)
+        kh, kw, sy, sx, pads, padded_shape, rows_shape = self.geometry
+        g_rows = _route_back(gy, self.col_winner, 3, kw, sx, rows_shape)  # (N, C, oh, Wp)
+        gx = _route_back(g_rows, self.row_winner, 2, kh, sy, padded_shape)  # (N, C, Hp, Wp)
+        return _crop(gx, pads)
+
+
+def _count(window):
+    return (window.stop - window.start - 1) // window.step + 1
 
 
 class AvgPool2d(Function):
