@@ -14,7 +14,9 @@ class GradcheckError(AssertionError):
 
 def _as_float64_tensor(value):
     data = value.data if isinstance(value, Tensor) else value
-    return Tensor(backend.get_array_module(data).asarray(data, dtype="float64"), requires_grad=True)
+    # a C-contiguous copy: perturbing it through a flat view must reach fn, never the caller
+    data = backend.get_array_module(data).array(data, dtype="float64", order="C")
+    return Tensor(data, requires_grad=True)
 
 
 def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elements=400, seed=0):
