@@ -1,0 +1,80 @@
+"""Shared fixtures: the backend (NumPy, and CuPy when a GPU is present), a seeded RNG, and
+helpers that make inputs away from ties and kinks (for max, max-pool, ReLU, abs, clamp).
+
+Inputs are always made on the host with a seeded NumPy generator and then moved to the
+device under test, so CPU and GPU runs see the same numbers.
+"""
+import numpy as np
+import pytest
+
+from minigrad import backend
+
+DEVICES = [
+    pytest.param("cpu", id="numpy"),
+    pytest.param(
+        "cuda",
+        id="cupy",
+        marks=pytest.mark.skipif(
+            not backend.gpu_available(), reason="CuPy with a GPU is not available on this machine"
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """'cpu' (NumPy) or 'cuda' (CuPy); the CuPy parameter skips without a GPU."""
+    return request.param
+
+
+@pytest.fixture
+def xp(device):
+    """The array module of the device under test."""
+    return backend.xp_for(device)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def tie_free(rng, shape, lo=-2.0, hi=2.0, dtype="float64"):
+    """A shuffled linspace with a little jitter: all values distinct, gaps of >= ~(hi-lo)/2n.
+
+    Central differences with eps=1e-6 never cross a tie, so max, max-pool and sorting-like
+    ops have a well-defined gradient everywhere the check looks.
+    """
+    n = int(np.prod(shape)) if shape else 1
+    values = np.linspace(lo, hi, n)
+    step = (hi - lo) / max(n - 1, 1)
+    values = values + rng.uniform(-0.2, 0.2, n) * step  # jitter keeps the gaps >= 0.6·step
+    return rng.permutation(values).reshape(shape).astype(dtype)
+
+
+def away_from(rng, shape, kinks=(0.0,), margin=0.1, lo=-2.0, hi=2.0, dtype="float64"):
+    """Uniform values in [lo, hi], at least ``margin`` from every kink (ReLU, abs, clamp)."""
+    x = rng.uniform(lo, hi, shape)
+    for _ in range(100):
+        bad = np.zeros(x.shape, dtype=bool)
+        for k in kinks:
+            bad |= np.abs(x - k) < margin
+        if not bad.any():
+            break
+        x[bad] = rng.uniform(lo, hi, int(bad.sum()))
+    else:  # pragma: no cover - only with an impossible margin
+        raise RuntimeError("could not place values away from the kinks")
+    return x.astype(dtype)
+
+
+def positive(rng, shape, lo=0.5, hi=2.0, dtype="float64"):
+    """Values in [lo, hi]: safe for log, sqrt, division and non-integer powers."""
+    return rng.uniform(lo, hi, shape).astype(dtype)
+
+
+def normal(rng, shape, dtype="float64"):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def on(device, array):
+    """Move a host array to the device under test."""
+    return backend.to_device(array, device)
