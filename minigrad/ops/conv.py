@@ -24,26 +24,39 @@ def window_slices(k, s, d, out):
     return [slice(i * d, i * d + s * (out - 1) + 1, s) for i in range(k)]
 
 
-def im2col(xp_pad, kh, kw, sy, sx, dy, dx, oh, ow):
-    """(N, C, Hp, Wp) padded input -> (N, C, kh, kw, oh, ow) columns."""
-    xp = get_array_module(xp_pad)
-    N, C = xp_pad.shape[:2]
-    cols = xp.empty((N, C, kh, kw, oh, ow), dtype=xp_pad.dtype)
+def im2col(x_pad, kh, kw, sy, sx, dy, dx, oh, ow, groups=1):
+    """(N, C, Hp, Wp) padded input -> (N, G, kh, kw, C/G, oh, ow) columns.
+
+    The kernel offset comes before the channel so that each copy writes one contiguous
+    (C/G, oh, ow) block; the weights are reordered to match (see ``weight_matrix``).
+    """
+    xp = get_array_module(x_pad)
+    N, C, Hp, Wp = x_pad.shape
+    x_groups = x_pad.reshape(N, groups, C // groups, Hp, Wp)  # (N, G, Cg, Hp, Wp)
+    cols = xp.empty((N, groups, kh, kw, C // groups, oh, ow), dtype=x_pad.dtype)
     for i, rows in enumerate(window_slices(kh, sy, dy, oh)):
         for j, columns in enumerate(window_slices(kw, sx, dx, ow)):
-            cols[:, :, i, j] = xp_pad[:, :, rows, columns]
+            cols[:, :, i, j] = x_groups[..., rows, columns]
     return cols
 
 
 def col2im(cols, padded_shape, sy, sx, dy, dx):
-    """Adjoint of im2col: (N, C, kh, kw, oh, ow) -> (N, C, Hp, Wp), summing overlaps."""
+    """Adjoint of im2col: (N, G, kh, kw, C/G, oh, ow) -> (N, C, Hp, Wp), summing overlaps."""
     xp = get_array_module(cols)
-    N, C, kh, kw, oh, ow = cols.shape
+    N, G, kh, kw, Cg, oh, ow = cols.shape
     out = xp.zeros(padded_shape, dtype=cols.dtype)
+    out_groups = out.reshape(N, G, Cg, *padded_shape[2:])  # a view: (N, G, Cg, Hp, Wp)
     for i, rows in enumerate(window_slices(kh, sy, dy, oh)):
         for j, columns in enumerate(window_slices(kw, sx, dx, ow)):
-            out[:, :, rows, columns] += cols[:, :, i, j]
+            out_groups[..., rows, columns] += cols[:, :, i, j]
     return out
+
+
+def weight_matrix(W, groups):
+    """(O, Cg, kh, kw) -> (G, O/G, kh·kw·Cg), in the column order of im2col."""
+    O, Cg, kh, kw = W.shape
+    W = W.reshape(groups, O // groups, Cg, kh, kw).transpose(0, 1, 3, 4, 2)  # (G, Og, kh, kw, Cg)
+    return W.reshape(groups, O // groups, kh * kw * Cg)
 
 
 def conv_output_size(size, k, s, p, d=1):
@@ -67,9 +80,9 @@ class Conv2d(Function):
                 f"{H + 2 * ph}x{Wd + 2 * pw} (input shape {x.shape})"
             )
         x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-        cols = im2col(x_pad, kh, kw, sy, sx, dy, dx, oh, ow)  # (N, C, kh, kw, oh, ow)
-        cols = cols.reshape(N, groups, Cg * kh * kw, oh * ow)  # (N, G, K, L)
-        W_mat = W.reshape(groups, O // groups, Cg * kh * kw)  # (G, Og, K)
+        cols = im2col(x_pad, kh, kw, sy, sx, dy, dx, oh, ow, groups)  # (N, G, kh, kw, Cg, oh, ow)
+        cols = cols.reshape(N, groups, kh * kw * Cg, oh * ow)  # (N, G, K, L)
+        W_mat = weight_matrix(W, groups)  # (G, Og, K)
         y = (W_mat @ cols).reshape(N, O, oh, ow)  # (N, G, Og, L) -> (N, O, oh, ow)
         if b is not None:
             y += b.reshape(1, O, 1, 1)
@@ -85,13 +98,12 @@ class Conv2d(Function):
         gx = gW = gb = None
         if self.needs_input_grad[0]:
             gcols = self.W_mat.swapaxes(1, 2) @ gy_mat  # (N, G, K, L)
-            C = padded_shape[1]
-            gcols = gcols.reshape(N, C, kh, kw, oh, ow)
+            gcols = gcols.reshape(N, G, kh, kw, padded_shape[1] // G, oh, ow)
             gx = col2im(gcols, padded_shape, sy, sx, dy, dx)
             gx = gx[:, :, ph:padded_shape[2] - ph, pw:padded_shape[3] - pw]
         if self.needs_input_grad[1]:
             gW = (gy_mat @ self.cols.swapaxes(2, 3)).sum(axis=0)  # (G, Og, K)
-            gW = gW.reshape(O, -1, kh, kw)  # (O, Cg, kh, kw)
+            gW = gW.reshape(O, kh, kw, -1).transpose(0, 3, 1, 2)  # (O, Cg, kh, kw)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return gx, gW, gb
