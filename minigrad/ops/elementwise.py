@@ -63,7 +63,11 @@ class Pow(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         ga = gy * self.b * self.a ** (self.b - 1) if self.needs_input_grad[0] else None
-        gb = gy * self.y * xp.log(self.a) if self.needs_input_grad[1] else None
+        # a Python-number base: log it in gy's dtype (a float64 scalar would promote float32)
+        if self.needs_input_grad[1]:
+            gb = gy * self.y * xp.log(xp.asarray(self.a, dtype=gy.dtype))
+        else:
+            gb = None
         return ga, gb
 
 

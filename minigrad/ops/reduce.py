@@ -52,9 +52,11 @@ class Max(Function):
         self.axes, self.keepdims = _normalise_axis(axis, a.ndim), keepdims
         y = a.max(axis=self.axes, keepdims=True)
         self.is_max = a == y
-        return y if keepdims else y.reshape([n for i, n in enumerate(y.shape) if i not in self.axes])
+        if keepdims:
+            return y
+        return y.reshape([n for i, n in enumerate(y.shape) if i not in self.axes])
 
     def backward(self, gy):
         gy = _expand(gy, self.is_max.shape, self.axes, self.keepdims)
         count = self.is_max.sum(axis=self.axes, keepdims=True)
-        return gy * self.is_max / count
+        return gy * self.is_max / count.astype(gy.dtype)  # an int count would promote float32
