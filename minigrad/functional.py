@@ -188,7 +188,26 @@ def dropout(a, p=0.5, training=False, seed=None):
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation, NCHW input and OIHW weight, as ``torch.nn.functional.conv2d``."""
     return conv.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups)
+                             groups=groups, W_mat=_constant_weight_matrix(weight, groups))
+
+
+def _constant_weight_matrix(weight, groups):
+    """The GEMM layout of a constant weight (requires_grad=False), cached on the tensor.
+
+    Reordering OIHW weights for im2col costs as much as a small conv, so an inversion, which
+    calls the same constant weights thousands of times, does it once. Constants are treated
+    as immutable: the cache is dropped when ``weight.data`` is replaced, not when it is
+    modified in place.
+    """
+    if not isinstance(weight, Tensor) or weight.requires_grad or weight.ndim != 4:
+        return None
+    cached = getattr(weight, "_conv_matrix", None)
+    if cached is None or cached[0] is not weight.data or cached[1] != groups:
+        if weight.shape[0] % groups:
+            return None  # let the op raise its error
+        cached = (weight.data, groups, conv.weight_matrix(weight.data, groups))
+        weight._conv_matrix = cached
+    return cached[2]
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):

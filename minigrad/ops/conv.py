@@ -66,7 +66,7 @@ def conv_output_size(size, k, s, p, d=1):
 class Conv2d(Function):
     """y[n, o] = b[o] + Σ_{c,i,j} W[o, c, i, j] · x_pad[n, g·Cg + c, s·u + d·i, s·v + d·j]."""
 
-    def forward(self, x, W, b=None, stride=1, padding=0, dilation=1, groups=1):
+    def forward(self, x, W, b=None, stride=1, padding=0, dilation=1, groups=1, W_mat=None):
         (sy, sx), (ph, pw), (dy, dx) = pair(stride, "stride"), pair(padding, "padding"), pair(
             dilation, "dilation")
         _check_conv(x, W, b, groups)
@@ -82,7 +82,8 @@ class Conv2d(Function):
         x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
         cols = im2col(x_pad, kh, kw, sy, sx, dy, dx, oh, ow, groups)  # (N, G, kh, kw, Cg, oh, ow)
         cols = cols.reshape(N, groups, kh * kw * Cg, oh * ow)  # (N, G, K, L)
-        W_mat = weight_matrix(W, groups)  # (G, Og, K)
+        if W_mat is None:  # a constant weight passes its cached matrix (functional.conv2d)
+            W_mat = weight_matrix(W, groups)  # (G, Og, K)
         y = (W_mat @ cols).reshape(N, O, oh, ow)  # (N, G, Og, L) -> (N, O, oh, ow)
         if b is not None:
             y += b.reshape(1, O, 1, 1)
