@@ -2,11 +2,28 @@
 
 Each op saves only what its backward needs (often its output, as teenygrad does).
 """
+from .. import backend
 from ..backend import get_array_module
 from ..tensor import Function
 
 
-class Add(Function):
+class Broadcasting(Function):
+    """An elementwise op over broadcastable inputs: a shape mismatch names the op and shapes."""
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        shapes = [backend.np.shape(v) for v in inputs]  # Tensors, arrays, numbers: no copies
+        try:
+            backend.np.broadcast_shapes(*shapes)
+        except ValueError:
+            listed = " and ".join(str(tuple(s)) for s in shapes)
+            raise ValueError(
+                f"{cls.__name__.lower()}: operands of shapes {listed} cannot be broadcast together"
+            ) from None
+        return super().apply(*inputs, **params)
+
+
+class Add(Broadcasting):
     def forward(self, a, b):
         return a + b
 
@@ -14,7 +31,7 @@ class Add(Function):
         return gy, gy
 
 
-class Sub(Function):
+class Sub(Broadcasting):
     def forward(self, a, b):
         return a - b
 
@@ -22,7 +39,7 @@ class Sub(Function):
         return gy, (-gy if self.needs_input_grad[1] else None)
 
 
-class Mul(Function):
+class Mul(Broadcasting):
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -33,7 +50,7 @@ class Mul(Function):
         return ga, gb
 
 
-class Div(Function):
+class Div(Broadcasting):
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -52,7 +69,7 @@ class Neg(Function):
         return -gy
 
 
-class Pow(Function):
+class Pow(Broadcasting):
     """a ** b; d/da = b a^(b-1), d/db = a^b log a (only asked for when b is a tensor)."""
 
     def forward(self, a, b):
@@ -107,7 +124,7 @@ class Abs(Function):
         return gy * get_array_module(gy).sign(self.a)
 
 
-class Maximum(Function):
+class Maximum(Broadcasting):
     """Elementwise max; a tie sends the gradient to the first input."""
 
     def forward(self, a, b):
@@ -120,7 +137,7 @@ class Maximum(Function):
         return ga, gb
 
 
-class Minimum(Function):
+class Minimum(Broadcasting):
     """Elementwise min; a tie sends the gradient to the first input."""
 
     def forward(self, a, b):
@@ -149,7 +166,7 @@ class Clamp(Function):
         return gy * self.inside
 
 
-class Where(Function):
+class Where(Broadcasting):
     """where(cond, a, b); cond is a constant boolean array."""
 
     def forward(self, cond, a, b):
