@@ -57,6 +57,12 @@ def check_params(params, expected_shapes, optional=(), where="weights"):
             )
 
 
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_npz(path, params, meta, mean_image=None):
     """Write ``params`` ({key: array}) and ``meta`` (JSON-able dict) to ``path`` atomically.
 
@@ -87,6 +93,7 @@ def save_npz(path, params, meta, mean_image=None):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -184,7 +184,7 @@ class TensorPlaceholder:
 
     def __init__(self, storage, offset, size, stride):
         if not isinstance(storage, StorageRef):
-            raise WeightsError("torch pickle rebuilds a tensor from something that is not a storage")
+            raise WeightsError("torch pickle rebuilds a tensor from a non-storage object")
         self.storage = storage
         self.offset = int(offset) + storage.offset
         self.size = _check_shape(tuple(int(s) for s in size))
