@@ -1,0 +1,333 @@
+"""Hand-written ops for HOG and dense SIFT, each with its backward.
+
+* ``OrientationBinning``: gradient (gx, gy) -> per-pixel votes into B directed orientation
+  bins, hard (nearest bin) or bilinear in the angle. Bin j is centred at angle 2πj/B, the angle
+  being atan2(gy, gx) measured clockwise from the +x axis (image y points down).
+* ``StridedFilterBank1d``: a depthwise strided 1-D convolution with a small fixed filter bank
+  along the last or second-to-last axis (the triangular/Gaussian spatial pooling of HOG and
+  DSIFT, applied once per axis: a separable convolution). Zero or edge-replicate padding.
+* ``UocttiNormalize``: UoCTTI block normalisation, clamp at 0.2, projection to 27-D plus the
+  4 texture features (VLFeat's ``vl_hog_extract``).
+* ``SiftNormalize``: L2 normalise, clamp at 0.2, L2 normalise again (VLFeat's DSIFT).
+
+The composed equivalents (built from minigrad.functional) live in the tests as oracles.
+"""
+import math
+
+from minigrad.backend import get_array_module
+from minigrad.tensor import Function
+
+FLT_EPSILON = 1.1920929e-07  # VLFeat's VL_EPSILON_F
+
+
+# --- orientation binning ---------------------------------------------------------------------
+def vlfeat_fast_atan2(y, x):
+    """VLFeat's ``vl_fast_atan2_f`` (documented cubic approximation, max error 0.0061 rad).
+
+    With a = |y| + eps: r = (x - a)/(x + a), θ0 = π/4 for x >= 0; r = (x + a)/(a - x),
+    θ0 = 3π/4 otherwise; θ = θ0 + (0.1821 r² - 0.9675) r, negated when y < 0.
+    Returns (θ, dθ/dx, dθ/dy) (the derivatives of this approximation, not of atan2).
+    """
+    xp = get_array_module(x)
+    a = xp.abs(y) + x.dtype.type(FLT_EPSILON)
+    pos = x >= 0
+    den = xp.where(pos, x + a, a - x)
+    r = xp.where(pos, x - a, x + a) / den
+    theta0 = xp.where(pos, x.dtype.type(math.pi / 4), x.dtype.type(3 * math.pi / 4))
+    angle = theta0 + (x.dtype.type(0.1821) * r * r - x.dtype.type(0.9675)) * r
+    sign = xp.where(y < 0, x.dtype.type(-1), x.dtype.type(1))
+    dangle_dr = x.dtype.type(3 * 0.1821) * r * r - x.dtype.type(0.9675)
+    inv_den2 = 1 / (den * den)
+    dr_dx = 2 * a * inv_den2  # the same expression on both branches
+    dr_da = -2 * x * inv_den2
+    # θ = sign·angle(|y|): dθ/dy = sign·angle'·dr/da·sign = angle'·dr/da
+    return sign * angle, sign * dangle_dr * dr_dx, dangle_dr * dr_da
+
+
+def _vlfeat_near_ties(bins, gx, gy, p, B):
+    """Redo, in place, the hard assignment of pixels within 1e-3 bin of a tie the way VLFeat's
+    HOG does: scores s_k = ĝ·(cos kπ/O, sin kπ/O) in float32 for the O = B/2 undirected
+    orientations, the first largest |s_k| wins, + O when s_k < 0. Elsewhere rounding p is
+    the same choice; near a tie only VLFeat's own arithmetic decides (a vertical gradient,
+    gx = 0, is an exact tie that goes to the lower orientation)."""
+    xp = get_array_module(gx)
+    near = xp.nonzero(xp.abs(p - xp.floor(p) - 0.5) < 1e-3)
+    if near[0].size == 0 or B % 2:
+        return
+    O = B // 2
+    dt = gx.dtype
+    x, y = gx[near], gy[near]
+    grad = xp.sqrt(x * x + y * y)
+    x, y = x / xp.maximum(grad, dt.type(1e-10)), y / xp.maximum(grad, dt.type(1e-10))
+    angles = [k * math.pi / O for k in range(O)]
+    ox = xp.asarray([math.cos(a) for a in angles], dtype=dt)[:, None]
+    oy = xp.asarray([math.sin(a) for a in angles], dtype=dt)[:, None]
+    scores = x[None] * ox + y[None] * oy  # (O, n)
+    k = xp.abs(scores).argmax(axis=0)
+    negative = xp.take_along_axis(scores, k[None], axis=0)[0] < 0
+    bins[near] = k + O * negative
+
+
+class OrientationBinning(Function):
+    """(gx, gy) of shape (N, 1, H, W) -> (N, B, H, W) votes, magnitude n = sqrt(gx² + gy²).
+
+    p = (θ mod 2π)·B/(2π) in [0, B), b = floor(p), f = p - b.
+    * bilinear: bin b gets (1 - f)·n, bin (b + 1) mod B gets f·n; differentiable through the
+      angle too (w.r.t. θ: n·(g[b+1] - g[b])·B/(2π)).
+    * hard: bin round(p) gets n; within 1e-3 bin of a tie the choice is recomputed with
+      VLFeat's float32 scores (``_vlfeat_near_ties``). The gradient flows through n only.
+    ``fast_atan=True`` uses VLFeat DSIFT's cubic atan2 approximation (and its derivative).
+    """
+
+    def forward(self, gx, gy, num_bins=18, bilinear=True, fast_atan=False):
+        xp = get_array_module(gx)
+        B = num_bins
+        n = xp.sqrt(gx * gx + gy * gy)
+        if fast_atan:
+            theta, dth_dx, dth_dy = vlfeat_fast_atan2(gy, gx)
+        else:
+            theta, dth_dx, dth_dy = xp.arctan2(gy, gx), None, None
+        theta = xp.where(theta < 0, theta + gx.dtype.type(2 * math.pi), theta)
+        p = theta * gx.dtype.type(B / (2 * math.pi))
+        if bilinear:
+            b0 = xp.floor(p)
+            frac = p - b0
+            b0 = b0.astype(xp.int64) % B
+            b1 = (b0 + 1) % B
+        else:
+            b0 = xp.floor(p + gx.dtype.type(0.5)).astype(xp.int64) % B
+            _vlfeat_near_ties(b0, gx, gy, p, B)
+        N, _, H, W = gx.shape
+        out = xp.zeros((N, B, H, W), dtype=gx.dtype)
+        flat = out.reshape(-1)
+        # flat index of (n, bin, y, x): ((n·B + bin)·H + y)·W + x = n·B·HW + bin·HW + pixel
+        base = (xp.arange(N).reshape(N, 1, 1, 1) * (B * H * W)
+                + xp.arange(H * W).reshape(1, 1, H, W))
+        idx0 = base + b0 * (H * W)  # (N, 1, H, W)
+        if bilinear:
+            idx1 = base + b1 * (H * W)
+            flat[idx0] = (1 - frac) * n
+            flat[idx1] += frac * n  # b1 != b0 always, but += keeps it honest
+            self.saved = (gx, gy, n, frac, idx0, idx1, dth_dx, dth_dy)
+        else:
+            flat[idx0] = n
+            self.saved = (gx, gy, n, idx0)
+        self.B, self.bilinear = B, bilinear
+        return out
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        flat = g.reshape(-1)
+        if not self.bilinear:
+            gx, gy, n, idx0 = self.saved
+            gn = flat[idx0]
+            scale = gn / xp.where(n > 0, n, 1)
+            return scale * gx, scale * gy
+        gx, gy, n, frac, idx0, idx1, dth_dx, dth_dy = self.saved
+        g0, g1 = flat[idx0], flat[idx1]
+        gn = (1 - frac) * g0 + frac * g1
+        gtheta = n * (g1 - g0) * gx.dtype.type(self.B / (2 * math.pi))
+        safe_n = xp.where(n > 0, n, 1)
+        gn = gn / safe_n
+        if dth_dx is None:  # exact atan2: dθ/dgx = -gy/n², dθ/dgy = gx/n²
+            gtheta = gtheta / (safe_n * safe_n)
+            return gn * gx - gtheta * gy, gn * gy + gtheta * gx
+        return gn * gx + gtheta * dth_dx, gn * gy + gtheta * dth_dy
+
+
+# --- separable spatial pooling ---------------------------------------------------------------
+class StridedFilterBank1d(Function):
+    """Depthwise strided 1-D filtering along ``axis`` (-1: width, -2: height).
+
+    x (N, C, H, W), weight (O, K) -> y (N, C·O, ...) with channel c·O + o and, along the axis,
+    y[p] = Σ_k weight[o, k] · x_pad[p·stride + k]   (cross-correlation),
+    x_pad = x padded by ``pad = (before, after)`` (zeros, or the edge value with
+    mode="edge"; a negative ``after`` crops). Output length (L + before + after - K)//stride + 1.
+
+    Implementation (polyphase): the padded signal is cut into blocks of ``stride`` samples,
+    one GEMM multiplies every block by the m = ceil(K/stride) sub-filters at once, and the m
+    partial results are added with a shift of one block each. No im2col copy of K·L samples.
+    """
+
+    def forward(self, x, weight=None, stride=1, pad=(0, 0), mode="zero", axis=-1):
+        xp = get_array_module(x)
+        if axis == -2:
+            x = x.swapaxes(-1, -2)
+        N, C, R, L = x.shape
+        O, K = weight.shape
+        s = stride
+        before, after = pad
+        Lp = L + before + after
+        P = (Lp - K) // s + 1
+        if P < 1:
+            raise ValueError(f"filter of length {K} longer than the padded signal ({Lp})")
+        m = -(-K // s)
+        nb = P + m - 1  # blocks read
+        total = nb * s
+        # pad (or crop) to exactly nb·s samples: taps past K are zero, so cropping is exact
+        xpad = _pad_last(x, before, max(after, 0), mode)
+        if xpad.shape[-1] >= total:
+            xpad = xpad[..., :total]
+        else:
+            xpad = xp.pad(xpad, ((0, 0), (0, 0), (0, 0), (0, total - xpad.shape[-1])))
+        wall = xp.zeros((m * s, O), dtype=x.dtype)
+        wall[:K] = weight.T
+        wall = wall.reshape(m, s, O).transpose(1, 0, 2).reshape(s, m * O)  # (s, m·O)
+        z = xpad.reshape(-1, s) @ wall  # (N·C·R·nb, m·O)
+        z = z.reshape(N, C, R, nb, m, O)
+        y = z[:, :, :, 0:P, 0, :].copy()  # (N, C, R, P, O)
+        for j in range(1, m):
+            y += z[:, :, :, j:j + P, j, :]
+        y = y.transpose(0, 1, 4, 2, 3).reshape(N, C * O, R, P)  # (N, C·O, R, P)
+        self.geom = (N, C, R, L, O, s, m, nb, P, before, after, mode, axis)
+        self.wall = wall
+        return y.swapaxes(-1, -2) if axis == -2 else y
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        N, C, R, L, O, s, m, nb, P, before, after, mode, axis = self.geom
+        if axis == -2:
+            gy = gy.swapaxes(-1, -2)
+        gy = gy.reshape(N, C, O, R, P).transpose(0, 1, 3, 4, 2)  # (N, C, R, P, O)
+        gz = xp.zeros((N, C, R, nb, m, O), dtype=gy.dtype)
+        for j in range(m):
+            gz[:, :, :, j:j + P, j, :] = gy
+        gpad = (gz.reshape(-1, m * O) @ self.wall.T).reshape(N, C, R, nb * s)
+        Lp = before + L + max(after, 0)
+        if gpad.shape[-1] < Lp:
+            gpad = xp.pad(gpad, ((0, 0), (0, 0), (0, 0), (0, Lp - gpad.shape[-1])))
+        gx = gpad[..., before:before + L]
+        if mode == "edge":
+            gx = gx.copy()
+            if before:
+                gx[..., 0] += gpad[..., :before].sum(axis=-1)
+            if after > 0:
+                gx[..., -1] += gpad[..., before + L:Lp].sum(axis=-1)
+        return gx.swapaxes(-1, -2) if axis == -2 else gx
+
+
+def _pad_last(x, before, after, mode):
+    xp = get_array_module(x)
+    if not before and not after:
+        return x
+    widths = ((0, 0), (0, 0), (0, 0), (before, after))
+    return xp.pad(x, widths, mode="edge") if mode == "edge" else xp.pad(x, widths)
+
+
+# --- UoCTTI block normalisation ---------------------------------------------------------------
+def _edge_pad1(a):
+    """Replicate-pad the last two axes by one cell (VLFeat clamps block indices at borders)."""
+    xp = get_array_module(a)
+    return xp.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+
+
+def _edge_pad1_adjoint(g):
+    """Adjoint of _edge_pad1: fold the padded border back onto the edge cells."""
+    g = g.copy()
+    g[:, :, 1, :] += g[:, :, 0, :]
+    g[:, :, -2, :] += g[:, :, -1, :]
+    g[:, :, :, 1] += g[:, :, :, 0]
+    g[:, :, :, -2] += g[:, :, :, -1]
+    return g[:, :, 1:-1, 1:-1]
+
+
+# block q of a cell: (row offset, col offset) into the (Hc+1, Wc+1) block grid, in VLFeat's
+# order: up-left, up-right, down-left, down-right
+BLOCK_OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+class UocttiNormalize(Function):
+    """h (N, 2·O, Hc, Wc) directed cell histograms -> (N, 3·O + 4, Hc, Wc) UoCTTI features.
+
+    u = h[:O] + h[O:] (undirected), c = Σ_o u_o² per cell; the block energy of each 2×2 block
+    is the sum of its cells' c, where cells outside the grid are replaced by the nearest border
+    cell (VLFeat's clamped indices); f = 1/sqrt(energy + 1e-4). For the four blocks q around a
+    cell, v_q = min(f_q·[h, u], 0.2); output = [0.5·Σ_q v_q (3·O channels),
+    (1/√18)·Σ_o v_q[u_o] for q = 1..4 (texture)].
+    """
+
+    def forward(self, h, eps=1e-4, clamp=0.2):
+        xp = get_array_module(h)
+        N, O2, Hc, Wc = h.shape
+        O = O2 // 2
+        u = h[:, :O] + h[:, O:]
+        hu = xp.concatenate([h, u], axis=1)  # (N, 3·O, Hc, Wc)
+        c = (u * u).sum(axis=1, keepdims=True)  # (N, 1, Hc, Wc)
+        cp = _edge_pad1(c)  # (N, 1, Hc+2, Wc+2)
+        energy = cp[:, :, :-1, :-1] + cp[:, :, 1:, :-1] + cp[:, :, :-1, 1:] + cp[:, :, 1:, 1:]
+        f = 1 / xp.sqrt(energy + h.dtype.type(eps))  # (N, 1, Hc+1, Wc+1)
+        out = xp.zeros((N, 3 * O + 4, Hc, Wc), dtype=h.dtype)
+        masks = []
+        for q, (dy, dx) in enumerate(BLOCK_OFFSETS):
+            v = f[:, :, dy:dy + Hc, dx:dx + Wc] * hu
+            below = v < clamp
+            v = xp.where(below, v, h.dtype.type(clamp))
+            out[:, :3 * O] += v
+            out[:, 3 * O + q] = v[:, 2 * O:].sum(axis=1)
+            masks.append(below)
+        out[:, :3 * O] *= h.dtype.type(0.5)
+        out[:, 3 * O:] *= h.dtype.type(1 / math.sqrt(18))
+        self.saved = (hu, f, masks, O)
+        return out
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        hu, f, masks, O = self.saved
+        N, _, Hc, Wc = hu.shape
+        ghu = xp.zeros_like(hu)
+        gf = xp.zeros_like(f)
+        half = g.dtype.type(0.5)
+        tex = g.dtype.type(1 / math.sqrt(18))
+        for q, (dy, dx) in enumerate(BLOCK_OFFSETS):
+            gv = half * g[:, :3 * O]
+            gv[:, 2 * O:] += tex * g[:, 3 * O + q:3 * O + q + 1]
+            gv *= masks[q]
+            fq = f[:, :, dy:dy + Hc, dx:dx + Wc]
+            ghu += gv * fq
+            gf[:, :, dy:dy + Hc, dx:dx + Wc] += (gv * hu).sum(axis=1, keepdims=True)
+        genergy = gf * (g.dtype.type(-0.5) * f * f * f)
+        gcp = xp.zeros((N, 1, Hc + 2, Wc + 2), dtype=g.dtype)
+        gcp[:, :, :-1, :-1] += genergy
+        gcp[:, :, 1:, :-1] += genergy
+        gcp[:, :, :-1, 1:] += genergy
+        gcp[:, :, 1:, 1:] += genergy
+        gc = _edge_pad1_adjoint(gcp)
+        u = hu[:, 2 * O:]
+        gu = ghu[:, 2 * O:] + 2 * u * gc
+        gh = ghu[:, :2 * O]
+        gh[:, :O] += gu
+        gh[:, O:] += gu
+        return gh
+
+
+# --- SIFT normalisation -----------------------------------------------------------------------
+class SiftNormalize(Function):
+    """x (N, D, R, C) -> y: per descriptor (over axis 1), y1 = x/(‖x‖ + eps),
+    m = min(y1, clamp), y = m/(‖m‖ + eps); with ``renormalize=False`` y = m.
+    eps = FLT_EPSILON as in VLFeat (which adds it to the norm, not under the root).
+    """
+
+    def forward(self, x, clamp=0.2, eps=FLT_EPSILON, renormalize=True):
+        xp = get_array_module(x)
+        s1 = xp.sqrt((x * x).sum(axis=1, keepdims=True))
+        n1 = s1 + x.dtype.type(eps)
+        y1 = x / n1
+        below = y1 < clamp
+        m = xp.where(below, y1, x.dtype.type(clamp))
+        self.saved = [x, s1, n1, below, None, None, None]
+        if not renormalize:
+            return m
+        s2 = xp.sqrt((m * m).sum(axis=1, keepdims=True))
+        n2 = s2 + x.dtype.type(eps)
+        self.saved[4:] = [m, s2, n2]
+        return m / n2
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        x, s1, n1, below, m, s2, n2 = self.saved
+        if m is not None:  # through the second normalisation
+            dot = (g * m).sum(axis=1, keepdims=True)
+            g = g / n2 - m * (dot / (n2 * n2 * xp.where(s2 > 0, s2, 1)))
+        g = g * below
+        dot = (g * x).sum(axis=1, keepdims=True)
+        return g / n1 - x * (dot / (n1 * n1 * xp.where(s1 > 0, s1, 1)))
