@@ -46,11 +46,14 @@ class Function:
     def apply(cls, *inputs, **params):
         tensors = [t if isinstance(t, Tensor) else None for t in inputs]
         device = _common_device([t for t in tensors if t is not None], cls.__name__)
-        arrays = [t.data if t is not None else _as_array(v, device) for t, v in zip(tensors, inputs)]
+        arrays = [t.data if t is not None else _as_array(v, device)
+                  for t, v in zip(tensors, inputs)]
         needs = tuple(t is not None and t.requires_grad for t in tensors)
         record = _grad_enabled and any(needs)
         op = cls(needs if record else (False,) * len(needs))
-        out = Tensor._wrap(op.forward(*arrays, **params), requires_grad=record)
+        y = op.forward(*arrays, **params)
+        record = record and y.dtype.kind == "f"  # integer/bool results carry no gradient
+        out = Tensor._wrap(y, requires_grad=record)
         if record:
             op.inputs = tuple(tensors)
             out._ctx = op
