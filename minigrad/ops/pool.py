@@ -32,7 +32,10 @@ def _pool_geometry(x, kernel_size, stride, padding, ceil_mode, name):
     H, W = x.shape[2:]
     oh, ow = pool_output_size(H, kh, sy, ph, ceil_mode), pool_output_size(W, kw, sx, pw, ceil_mode)
     if oh < 1 or ow < 1:
-        raise ValueError(f"{name}: kernel {(kh, kw)} is larger than the padded input {(H, W)}")
+        raise ValueError(
+            f"{name}: kernel {(kh, kw)} is larger than the padded input "
+            f"{(H + 2 * ph, W + 2 * pw)} (input shape {x.shape}, padding {(ph, pw)})"
+        )
     # total padding: the symmetric p, plus what ceil mode's last window needs on the right
     extra_h = max((oh - 1) * sy + kh - (H + 2 * ph), 0)
     extra_w = max((ow - 1) * sx + kw - (W + 2 * pw), 0)
@@ -157,6 +160,8 @@ class AdaptiveAvgPool2d(Function):
         if x.ndim != 4:
             raise ValueError(f"adaptive_avg_pool2d expects (N, C, H, W), got {x.shape}")
         oh, ow = pair(output_size, "output_size")
+        if oh < 1 or ow < 1:
+            raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {(oh, ow)}")
         self.P_h = adaptive_bins(x.shape[2], oh, xp, x.dtype)  # (oh, H)
         self.P_w = adaptive_bins(x.shape[3], ow, xp, x.dtype)  # (ow, W)
         return self.P_h @ x @ self.P_w.T  # (N, C, oh, ow)
