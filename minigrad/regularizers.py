@@ -12,6 +12,22 @@ from .backend import get_array_module
 from .tensor import Function
 
 
+def _ipow(a, k):
+    """a**k for a non-negative integer k by repeated squaring (far faster than pow)."""
+    result = None
+    while k:
+        if k & 1:
+            result = a if result is None else result * a
+        k >>= 1
+        if k:
+            a = a * a
+    return get_array_module(a).ones_like(a) if result is None else result
+
+
+def _even(a):
+    return a == int(a) and int(a) % 2 == 0 and a >= 2
+
+
 def _reduce(per_image, reduction):
     if reduction == "none":
         return per_image
@@ -31,7 +47,9 @@ class AlphaNorm(Function):
         self.x, self.alpha, self.per_pixel, self.scale = x, alpha, per_pixel, scale
         if per_pixel:
             self.sq = (x * x).sum(axis=1, keepdims=True)  # (N, 1, H, W): ‖x_uv‖²
-            val = self.sq ** (alpha / 2)
+            val = _ipow(self.sq, int(alpha) // 2) if _even(alpha) else self.sq ** (alpha / 2)
+        elif _even(alpha):
+            val = _ipow(x * x, int(alpha) // 2)
         else:
             val = xp.abs(x) ** alpha
         return val.reshape(x.shape[0], -1).sum(axis=1) * scale  # (N,)
@@ -41,14 +59,16 @@ class AlphaNorm(Function):
         xp = get_array_module(x)
         g = (gy * self.scale).reshape(-1, 1, 1, 1)  # (N,) -> (N, 1, 1, 1)
         if self.per_pixel:
-            if a == 2:
-                return g * 2 * x
             # d‖x‖^α/dx = α ‖x‖^(α-2) x; at x = 0 the gradient is 0 for α > 1
-            with_zero = self.sq ** (a / 2 - 1) if a >= 2 else xp.where(
-                self.sq > 0, self.sq, 1) ** (a / 2 - 1)
-            return g * a * with_zero * x
-        if a == int(a) and int(a) % 2 == 0:  # even α (the papers' α = 6): α x^(α-1), no abs
-            return g * a * x ** (int(a) - 1)
+            if _even(a):
+                w = _ipow(self.sq, int(a) // 2 - 1)
+            elif a >= 2:
+                w = self.sq ** (a / 2 - 1)
+            else:
+                w = xp.where(self.sq > 0, self.sq, 1) ** (a / 2 - 1)
+            return (g * a) * w * x
+        if _even(a):  # even α (the papers' α = 6): α x^(α-1) = α (x²)^(α/2-1) x, no abs
+            return (g * a) * _ipow(x * x, int(a) // 2 - 1) * x
         return g * a * xp.abs(x) ** (a - 1) * xp.sign(x)
 
 
