@@ -15,16 +15,14 @@ from collections.abc import Mapping
 
 from minigrad import F, backend
 from minigrad.tensor import Tensor
+from weights.errors import WeightsError
 
 from .base import Representation
 
 
-class WeightsError(ValueError):
-    """Weights that do not fit the architecture (missing or unexpected key, wrong shape)."""
-
-
-class MissingWeightsError(RuntimeError):
-    """A layer was asked for whose weights were not loaded (fc6-fc8 with conv-only weights)."""
+class MissingWeightsError(WeightsError):
+    """A layer was asked for whose weights were not loaded (fc6-fc8 with conv-only weights), or
+    a network with no embedded default was asked for its default weights."""
 
 
 # --- layers ----------------------------------------------------------------------------------
@@ -269,9 +267,10 @@ class CNN(Representation):
                 raise MissingWeightsError(default_weights or f"{self.name} has no default weights")
             weights = default_weights()
         if isinstance(weights, (str, os.PathLike)):
-            import weights as weights_pkg  # the project's loader: np.load(allow_pickle=False)
+            from weights.npz import load_npz  # np.load(allow_pickle=False), shape checks
 
-            arrays, meta = weights_pkg.load_npz(weights, expected_shapes=self.param_shapes())
+            arrays, meta = load_npz(weights, expected_shapes=self.param_shapes(),
+                                    optional=self.fc_keys())
             meta = dict(meta or {})
             variant = meta.get("variant")
             if variant is not None and variant != self.name:
@@ -286,6 +285,10 @@ class CNN(Representation):
             f"(random), got {type(weights).__name__}"
         )
 
+    def fc_keys(self):
+        """Parameter keys of the fully connected layers (absent from conv-only weights)."""
+        return [k for m in self._modules if isinstance(m, FC) for k in m.param_shapes()]
+
     def check_weights(self, arrays, source="the weights given"):
         """Every conv key present, fc keys all or some absent, nothing unknown, shapes exact."""
         expected = self.param_shapes()
@@ -295,10 +298,10 @@ class CNN(Representation):
                 f"{source}: unexpected keys for {self.name}: {', '.join(unknown)} "
                 f"(expected {', '.join(expected)})"
             )
-        fc_names = {m.name for m in self._modules if isinstance(m, FC)}
+        fc_keys = set(self.fc_keys())
         for key, shape in expected.items():
             if key not in arrays:
-                if key.split(".")[0] in fc_names:
+                if key in fc_keys:
                     continue  # conv-only file: fc layers refuse to run (see forward)
                 raise WeightsError(f"{source}: missing key {key!r} (expected shape {shape})")
             actual = tuple(arrays[key].shape)
@@ -311,17 +314,24 @@ class CNN(Representation):
     def random_weights(self, seed=0):
         """Seeded He-initialised weights for every layer (NOT pretrained), float32 host arrays.
 
-        Weights ~ N(0, 2/fan_in), biases ~ N(0, 0.01²).
+        Weights ~ U(−√(6/fan_in), √(6/fan_in)) (variance 2/fan_in, He/Kaiming uniform; uniform
+        because drawing fc6's 38M normals takes 3× longer), biases ~ U(−0.01, 0.01).
         """
         np = backend.np
         rng = np.random.default_rng(seed)
         out = {}
         for m in self._modules:
             for key, shape in m.param_shapes().items():
-                a = rng.standard_normal(shape, dtype=np.float32)
-                a *= math.sqrt(2.0 / m.fan_in()) if key.endswith(".weight") else 0.01
+                bound = math.sqrt(6.0 / m.fan_in()) if key.endswith(".weight") else 0.01
+                a = rng.random(shape, dtype=np.float32)  # [0, 1)
+                a -= 0.5
+                a *= 2 * bound
                 out[key] = a
         return out
+
+    def params_numpy(self):
+        """The loaded weights as host NumPy arrays, by key."""
+        return {k: v.numpy() for k, v in self.params.items()}
 
     def has_weights(self, layer):
         """True when every parameter up to ``layer`` is loaded."""
@@ -390,10 +400,26 @@ class CNN(Representation):
 
     # --- pixels <-> input space ------------------------------------------------------------
     def _norm_arrays(self):
+        """Host float64 mean/std, shaped (1, 1, 3) in network channel order; a converted file's
+        full mean image (MatConvNet's averageImage, RGB) replaces the mean pixel when given."""
         np = backend.np
         n = self.normalization
         self._mean = np.asarray(n.mean, dtype=np.float64).reshape(1, 1, 3)
         self._std = np.asarray(n.std, dtype=np.float64).reshape(1, 1, 3)
+        self._mean_image = None
+        image = self.meta.get("mean_image")
+        if image is not None:
+            image = np.asarray(image, dtype=np.float64)
+            if image.shape != self.input_size + (3,):
+                raise WeightsError(f"mean image of shape {image.shape}, expected "
+                                   f"{self.input_size + (3,)} for {self.name}")
+            self._mean_image = image[:, :, ::-1] if n.order == "BGR" else image
+            self._mean = self._mean_image.mean(axis=(0, 1)).reshape(1, 1, 3)
+
+    def _mean_for(self, hw):
+        if self._mean_image is not None and self._mean_image.shape[:2] == tuple(hw):
+            return self._mean_image
+        return self._mean
 
     def preprocess(self, image):
         """uint8 HxW[x3|x4] image -> Tensor (1, 3, H, W): shorter side resized to the input size,
@@ -402,7 +428,7 @@ class CNN(Representation):
         a = resize_and_crop(image, self.input_size).astype(np.float64)  # (H, W, 3) RGB
         if self.normalization.order == "BGR":
             a = a[:, :, ::-1]
-        a = (a * (self.normalization.pixel_range / 255.0) - self._mean) / self._std
+        a = (a * (self.normalization.pixel_range / 255.0) - self._mean_for(a.shape[:2])) / self._std
         a = np.ascontiguousarray(a.transpose(2, 0, 1)[None], dtype=self.dtype)  # (1, 3, H, W)
         return Tensor(backend.to_device(a, self.device), dtype=self.dtype)
 
@@ -416,7 +442,8 @@ class CNN(Representation):
             a = a[0]
         if a.ndim != 3 or a.shape[0] != 3:
             raise ValueError(f"deprocess expects (1, 3, H, W) or (3, H, W), got {a.shape}")
-        a = a.transpose(1, 2, 0) * self._std + self._mean  # (H, W, 3)
+        a = a.transpose(1, 2, 0)  # (H, W, 3)
+        a = a * self._std + self._mean_for(a.shape[:2])
         a = a * (255.0 / self.normalization.pixel_range)
         if self.normalization.order == "BGR":
             a = a[:, :, ::-1]
