@@ -29,7 +29,8 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elements=400, see
     rng = backend.np.random.default_rng(seed)
     args = [_as_float64_tensor(a) if _differentiable(a) else a for a in inputs]
     if not any(isinstance(a, Tensor) for a in args):
-        kinds = [str(getattr(getattr(a, "data", a), "dtype", type(a).__name__)) for a in inputs]
+        kinds = [a.data if isinstance(a, Tensor) else a for a in inputs]
+        kinds = [str(getattr(a, "dtype", type(a).__name__)) for a in kinds]
         raise TypeError(f"gradcheck needs a floating-point array or Tensor input, got {kinds}")
     out = fn(*args)
     xp = backend.get_array_module(out.data)
