@@ -256,3 +256,36 @@ def test_gradcheck_does_not_modify_float64_inputs():
     before = x.copy()
     mg.gradcheck(lambda a: a * a, x)
     np.testing.assert_array_equal(x, before)
+
+
+# --- the `minigrad gradcheck` table ------------------------------------------------------------
+def test_gradcheck_all_passes_and_covers_every_op(capsys):
+    from minigrad import gradcheck_all
+
+    rows, ok = gradcheck_all.run_all()
+    assert ok, gradcheck_all.format_table([r for r in rows if not r.ok])
+    covered = {r.op.split("(")[0] for r in rows}
+    public = {
+        name for name, value in vars(F).items()
+        if callable(value) and not name.startswith("_") and getattr(value, "__module__", "")
+        == F.__name__ and name != "cat"  # an alias of concat
+    }
+    assert public <= covered, f"missing from gradcheck_all: {sorted(public - covered)}"
+    assert all(0 <= r.max_abs < 1e-5 for r in rows)
+    assert gradcheck_all.main() == 0
+    out = capsys.readouterr().out
+    assert "max abs err" in out and f"{len(rows)}/{len(rows)} ops pass" in out
+
+
+def test_gradcheck_all_reports_a_broken_op(monkeypatch, capsys):
+    from minigrad import gradcheck_all
+    from minigrad.ops import elementwise
+
+    monkeypatch.setattr(elementwise.Exp, "backward", lambda self, gy: gy * self.y * 1.5)
+    rows, ok = gradcheck_all.run_all(only="exp")
+    assert not ok and len(rows) == 1 and not rows[0].ok
+    assert "GradcheckError" in rows[0].error and "analytic" in rows[0].error
+    assert "FAIL" in gradcheck_all.format_table(rows)
+    assert gradcheck_all.main(only="exp") == 1
+    assert "FAILED: exp" in capsys.readouterr().out
+    assert gradcheck_all.main(only="no-such-op") == 2
