@@ -27,10 +27,11 @@ constants of the papers (σ, B, V, the learning rates) are therefore used unchan
     a fixed σ the regulariser weight would grow with the image and the initial noise of a
     227×227 grey image would have RMS 119 instead of 69. Pass ``sigma=27098.1157`` to get the
     authors' choice.
-  - **λTV by layer group**: CNN layers whose receptive field is ≤ 51 px get 1 (CaffeNet layers
-    1–6, conv1…relu2), ≤ 131 px get 10 (layers 7–12, pool2…relu4), larger get 100 (conv5…fc8).
-    The receptive-field rule reproduces the paper's groups on all three AlexNets and maps
-    VGG-16 (conv1_1…pool3 → 1, conv4_x/pool4 → 10, conv5_x and fc → 100). HOG/DSIFT: 1.
+  - **λTV by layer group**: 1 for CNN layers 1–6 (conv1…relu2), 10 for 7–12 (pool2…relu4),
+    100 for 13–20 (conv5…fc8), by position for the 20-layer Caffe networks. Networks without
+    those 20 layers map by receptive field: ≤ 51 px → 1, ≤ 131 px → 10, larger → 100 (the same
+    groups on CaffeNet; torchvision's alexnet layers land in their namesakes' groups; VGG-16:
+    conv1_1…pool3 → 1, conv4_x/pool4 → 10, conv5_x and fc → 100). HOG/DSIFT: 1.
   - **Schedules**: CNN 0.004 × [1 (100 it), 0.1 (200), 0.01 (100)]; HOG/HOGb/DSIFT
     0.004 × [1, 0.1, 0.01, 0.001] × 200 it; with ``window`` 0.004 × [0.1, 0.01, 0.001] × 200.
     ``iters=N`` stretches a schedule proportionally.
@@ -190,12 +191,26 @@ def resolve_options(rep, layer, preset="cvpr15", **overrides):
     return opts
 
 
+PAPER_LAYERS = ("conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2", "conv3",
+                "relu3", "conv4", "relu4", "conv5", "relu5", "pool5", "fc6", "relu6", "fc7",
+                "relu7", "fc8")
+
+
 def lambda_tv_for(rep, layer):
-    """CVPR15's λTV for ``layer``: 1 / 10 / 100 by receptive-field size (≤51, ≤131, larger),
-    which are exactly the paper's groups of CaffeNet layers 1–6, 7–12, 13–20; 1 for HOG/DSIFT.
-    Falls back on the position among the 20 paper layers when no receptive field is known."""
+    """CVPR15's λTV for ``layer``: 1 / 10 / 100 for CNN layers 1–6, 7–12, 13–20; 1 for HOG/DSIFT.
+
+    Networks with the paper's 20 layers (caffenet, caffe-alexnet) use the position, exactly as
+    the paper. Others (torchvision alexnet, vgg16) use the receptive-field size: ≤ 51 px → 1,
+    ≤ 131 px → 10, larger → 100, which gives CaffeNet's groups on CaffeNet itself (its layers
+    have receptive fields 11 11 19 19 51 51 | 67 67 99 99 131 131 | 163 …) and puts each
+    torchvision layer in its namesake's group; VGG-16: conv1_1…pool3 → 1, conv4_x/pool4 → 10,
+    conv5_x and fc → 100.
+    """
     if getattr(rep, "kind", "cnn") != "cnn":
         return 1.0
+    if set(rep.layers) == set(PAPER_LAYERS) and len(rep.layers) == 20:
+        i = list(rep.layers).index(layer)
+        return 1.0 if i < 6 else 10.0 if i < 12 else 100.0
     try:
         size = rep.receptive_field(layer)[0]
     except Exception:  # noqa: BLE001 - a representation without geometry: use the position
