@@ -18,8 +18,8 @@ See ``weights/README.md`` for formats, sources and licences.
 from .arch import VARIANTS, expected_shapes, fc_keys
 from .convert import convert, detect_format, read_source, sha256_file
 from .errors import ChecksumError, UnsafePickleError, WeightsError
-from .fetch import cache_dir, cached_path, default_path, fetch
 from .npz import check_params, load_npz, save_npz
+from .registry import cache_dir, cached_path, default_path, fetch
 from .report import info
 
 __all__ = [

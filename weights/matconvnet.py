@@ -17,14 +17,38 @@ def is_mat(path):
         return f.read(6) == b"MATLAB"
 
 
+def _unwrap(x):
+    """Strip the (1, 1) object/cell wrappers loadmat puts around every value."""
+    while isinstance(x, np.ndarray) and x.dtype == object and x.size == 1:
+        x = x.reshape(-1)[0]
+    return x
+
+
 def _field(obj, name, default=None):
-    return getattr(obj, name, default) if hasattr(obj, "_fieldnames") else default
+    obj = _unwrap(obj)
+    if not hasattr(obj, "_fieldnames"):
+        return default
+    return _unwrap(getattr(obj, name, default))
 
 
 def _str(x):
+    x = _unwrap(x)
     if isinstance(x, np.ndarray):
-        x = x.item() if x.size == 1 else "".join(str(c) for c in x.ravel())
+        x = "".join(str(c) for c in x.ravel())
     return str(x)
+
+
+def _cell(x):
+    """A MATLAB cell array as a flat list of its (unwrapped) elements."""
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        return [_unwrap(e) for e in x.ravel(order="F")]
+    return [x]
+
+
+def _numeric(x):
+    """A numeric MATLAB array with its full shape (trailing singleton dims are restored by
+    the caller); squeeze_me is off so (1, 1, C, O) filters keep their shape."""
+    return np.asarray(_unwrap(x))
 
 
 def read_mat(path):
@@ -41,14 +65,14 @@ def read_mat(path):
             "with save(..., '-v7')"
         )
     try:
-        d = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+        d = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=False)
     except Exception as exc:  # scipy raises several types on corrupt/truncated input
         raise WeightsError(f"{path}: cannot read MAT file (truncated or corrupt?): {exc}") from None
     if "layers" not in d:
         if "params" in d or "vars" in d:
             raise WeightsError(f"{path}: DagNN MatConvNet models are not supported, only simplenn")
         raise WeightsError(f"{path}: no 'layers' variable (not a MatConvNet simplenn model)")
-    raw_layers = np.atleast_1d(d["layers"])
+    raw_layers = _cell(d["layers"])
     layers = []
     for i, L in enumerate(raw_layers):
         ltype = _str(_field(L, "type", ""))
@@ -57,36 +81,36 @@ def read_mat(path):
         if ltype == "conv":
             w = _field(L, "weights")
             if w is not None and np.size(w) >= 1:
-                w = np.atleast_1d(w)
-                filters = np.asarray(w[0])
-                biases = np.asarray(w[1]) if len(w) > 1 else None
+                w = _cell(w)
+                filters = _numeric(w[0])
+                biases = _numeric(w[1]) if len(w) > 1 and np.size(w[1]) else None
             else:
-                filters = np.asarray(_field(L, "filters"))
+                filters = _numeric(_field(L, "filters"))
                 biases = _field(L, "biases")
-                biases = None if biases is None else np.asarray(biases)
+                biases = None if biases is None or not np.size(biases) else _numeric(biases)
             if filters.ndim < 2:
                 raise WeightsError(f"{path}: layer {name} has no filters")
             filters = filters.reshape(filters.shape + (1,) * (4 - filters.ndim))
             entry["filters"] = filters.astype(np.float32)
             entry["biases"] = None if biases is None else biases.astype(np.float32).ravel()
         elif ltype in ("lrn", "normalize"):
-            param = np.asarray(_field(L, "param"), dtype=np.float64).ravel()
+            param = np.asarray(_numeric(_field(L, "param")), dtype=np.float64).ravel()
             if param.size == 4:
                 n, kappa, alpha_over_n, beta = param
                 entry["lrn"] = {"local_size": int(n), "k": float(kappa),
                                 "alpha": float(alpha_over_n * n), "beta": float(beta)}
             entry["type"] = "lrn"
         layers.append(entry)
-    meta = d.get("meta")
+    meta = _unwrap(d.get("meta"))
     norm = _field(meta, "normalization") if meta is not None else None
     if norm is None:
-        norm = d.get("normalization")
+        norm = _unwrap(d.get("normalization"))
     normalization = {}
     if norm is not None:
         avg = _field(norm, "averageImage")
         size = _field(norm, "imageSize")
         if avg is not None:
-            normalization["average"] = np.asarray(avg, dtype=np.float32)
+            normalization["average"] = np.asarray(_numeric(avg), dtype=np.float32)
         if size is not None:
-            normalization["image_size"] = [int(s) for s in np.ravel(size)[:2]]
+            normalization["image_size"] = [int(s) for s in np.ravel(_numeric(size))[:2]]
     return layers, normalization

@@ -4,7 +4,7 @@ from pathlib import Path
 from . import arch
 from .convert import describe_file, sha256_file
 from .errors import WeightsError
-from .fetch import FETCHABLE, cache_dir, cache_names
+from .registry import FETCHABLE, cache_dir, cache_names
 
 
 def _fmt_shape(shape):

@@ -6,8 +6,8 @@ from the internet are therefore read with :class:`RestrictedUnpickler`, whose
 
 * NumPy array pickles (``numpy.core.multiarray._reconstruct`` / ``numpy._core...``,
   ``numpy.ndarray``, ``numpy.dtype``, ``numpy.core.multiarray.scalar``,
-  ``numpy.core.numeric._frombuffer``) and ``_codecs.encode`` (how Python 3 writes bytes
-  in protocol-2 pickles);
+  ``numpy.core.numeric._frombuffer``) and ``_codecs.encode`` / ``bytes()`` (how Python 3
+  writes bytes in protocol-2 pickles; only latin-1 and no-argument calls are admitted);
 * ``collections.OrderedDict``;
 * with ``torch=True``: ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_tensor`` /
   ``_rebuild_parameter``, ``torch._tensor._rebuild_from_type_v2`` and the ``torch.*Storage``
@@ -31,8 +31,10 @@ _MAX_DIMS = 32
 
 
 def _safe_dtype(spec, align=False, copy=False):
+    # copy=True: BUILD then calls __setstate__ (byte order, ...) on this dtype, which must be
+    # a fresh object, never numpy's shared builtin instance
     try:
-        return np.dtype(spec, align=bool(align))
+        return np.dtype(spec, align=bool(align), copy=True)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"pickle holds an invalid dtype {spec!r}: {exc}") from None
 
@@ -117,6 +119,13 @@ def _codecs_encode(text, encoding="utf-8"):
     return text.encode("latin1")
 
 
+def _empty_bytes(*args):
+    # protocol-2 pickles written by Python 3 spell b"" as __builtin__.bytes()
+    if args:
+        raise UnsafePickleError("pickle calls bytes() with arguments")
+    return b""
+
+
 class _NdarrayMarker:
     """Stands in for ``numpy.ndarray`` as the first argument of ``_reconstruct``."""
 
@@ -132,6 +141,8 @@ for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
 NUMPY_GLOBALS[("numpy", "ndarray")] = _NDARRAY
 NUMPY_GLOBALS[("numpy", "dtype")] = _safe_dtype
 NUMPY_GLOBALS[("_codecs", "encode")] = _codecs_encode
+NUMPY_GLOBALS[("__builtin__", "bytes")] = _empty_bytes
+NUMPY_GLOBALS[("builtins", "bytes")] = _empty_bytes
 NUMPY_GLOBALS[("collections", "OrderedDict")] = collections.OrderedDict
 
 # ---------------------------------------------------------------------------- torch
