@@ -204,6 +204,11 @@ class Tensor:
             if grad.shape != self.data.shape:
                 raise ValueError(f"gradient shape {grad.shape} != tensor shape {self.shape}")
         order = _toposort(self)
+        if any(getattr(node, "_freed", False) for node in order):
+            raise RuntimeError(
+                "backward() through a graph that an earlier backward() already freed; pass "
+                "retain_graph=True to the first call, or recompute the forward pass"
+            )
         grads = {id(self): grad}
         for node in order:  # outputs before inputs
             g = grads.pop(id(node), None)
@@ -229,7 +234,7 @@ class Tensor:
                 grads[key] = pg if key not in grads else grads[key] + pg
             if not retain_graph:
                 op.release()
-                node._ctx = None
+                node._ctx, node._freed = None, True
 
 
 def _toposort(root):
