@@ -212,6 +212,18 @@ def test_retain_graph_keeps_the_graph(device):
     assert y._ctx is None
 
 
+def test_second_backward_through_a_freed_graph_is_refused(device):
+    x = leaf(device, [1.0, 2.0])
+    y = x * x
+    z1, z2 = y.sum(), (y * 2.0).sum()
+    z1.backward()
+    with pytest.raises(RuntimeError, match="already freed.*retain_graph=True"):
+        z2.backward()  # would otherwise treat y as a leaf and give x nothing
+    with pytest.raises(RuntimeError, match="already freed"):
+        z1.backward()
+    np.testing.assert_allclose(grad(x), [2.0, 4.0])  # untouched by the refused calls
+
+
 def test_memory_stays_flat_over_iterations(rng):
     """A small inversion-like step (conv, relu, pool, loss, update) must not leak."""
     x = mg.Tensor(normal(rng, (1, 3, 16, 16)).astype("float32"), requires_grad=True)

@@ -289,3 +289,27 @@ def test_gradcheck_all_reports_a_broken_op(monkeypatch, capsys):
     assert gradcheck_all.main(only="exp") == 1
     assert "FAILED: exp" in capsys.readouterr().out
     assert gradcheck_all.main(only="no-such-op") == 2
+
+
+# --- ties: exact known values (no finite differences at a tie) ---------------------------------
+@pytest.mark.parametrize("kernel, stride, ceil_mode", [(2, 2, False), (3, 2, True), (3, 1, False)])
+def test_max_pool_tie_sends_gradient_to_one_element(kernel, stride, ceil_mode, device):
+    x = mg.Tensor(on(device, np.zeros((1, 2, 7, 7))), requires_grad=True)  # every window tied
+    y = F.max_pool2d(x, kernel, stride, ceil_mode=ceil_mode)
+    y.backward(on(device, np.ones(y.shape)))
+    g = backend.asnumpy(x.grad)
+    assert g.sum() == y.size  # each window routes its whole gradient ...
+    assert set(np.unique(g)) <= set(range(kernel * kernel + 1))  # ... to whole elements
+
+
+def test_reduce_max_tie_splits_evenly(device):
+    x = mg.Tensor(on(device, np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])), requires_grad=True)
+    F.max(x, 1).backward(on(device, np.array([1.0, 6.0])))
+    np.testing.assert_allclose(backend.asnumpy(x.grad), [[0, 0.5, 0.5], [2, 2, 2]])
+
+
+def test_relu_and_clamp_at_the_kink(device):
+    x = mg.Tensor(on(device, np.array([-1.0, 0.0, 0.5, 1.0, 2.0])), requires_grad=True)
+    (F.relu(x) + F.clamp(x, 0.5, 1.0)).sum().backward()
+    # relu'(0) = 0; clamp passes the gradient on the closed interval [min, max], as PyTorch
+    np.testing.assert_array_equal(backend.asnumpy(x.grad), [0.0, 0.0, 2.0, 2.0, 1.0])

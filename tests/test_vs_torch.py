@@ -285,3 +285,11 @@ def test_local_response_norm(size, alpha, beta, k, channels, dtype, device, rng)
     kw = dict(size=size, alpha=alpha, beta=beta, k=k)
     compare(lambda x: F.local_response_norm(x, **kw), lambda x: TF.local_response_norm(x, **kw),
             [normal(rng, (2, channels, 3, 4))], dtype, device, rng)
+
+
+def test_max_with_ties_matches_amax(device, rng):
+    """torch.amax splits a tied maximum's gradient evenly; so does F.max."""
+    x = rng.integers(0, 3, (4, 5, 3)).astype("float64")  # many ties
+    compare(lambda a: F.max(a, (1, 2)), lambda a: torch.amax(a, (1, 2)), [x], "float64", device,
+            rng)
+    compare(lambda a: F.max(a), lambda a: torch.amax(a), [x], "float64", device, rng)
