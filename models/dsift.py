@@ -13,7 +13,7 @@ Layers (one, ``"dsift"``), for a grey input x (N, 1, H, W) in the papers' input 
    k_i(u) = (1 − |u|/b)·exp(−(u + b(i − 1.5))²/(2σ²)), σ = 2b (Gaussian window σ = 2 bins,
    centred on the descriptor), applied with edge-replicate padding (VLFeat's "padding by
    continuity"), sampled at the bin centres. The 4 filters of an axis form one bank of length
-   5b − 1 and stride ``step`` (``StridedFilterBank1d``, once along x and once along y).
+   5b − 1 and stride ``step`` (``StridedFilterBank1d``, once along y and once along x).
 4. **Normalisation** (``SiftNormalize``): L2 (norm + FLT_EPSILON), clamp 0.2, L2 again.
 
 Geometry: frame (r, c) has its upper-left bin centre at pixel (x, y) = (c·step, r·step) and
@@ -128,11 +128,11 @@ class DSIFT(Representation):
         before = b - 1  # bin 0 of frame 0 is centred on pixel 0; its filter starts at −(b−1)
         pad_x = (before, (cols - 1) * step + K - before - W)
         pad_y = (before, (rows - 1) * step + K - before - H)
-        h = StridedFilterBank1d.apply(votes, weight=spatial, stride=step, pad=pad_x,
-                                      mode="edge", axis=-1)  # (N, 8·4, H, cols): t·4 + bx
-        h = StridedFilterBank1d.apply(h, weight=spatial, stride=step, pad=pad_y, mode="edge",
-                                      axis=-2)  # (N, 128, rows, cols): (t·4 + bx)·4 + by
-        h = h.reshape(N, 8, 4, 4, rows, cols).permute(0, 3, 2, 1, 4, 5)  # (N, by, bx, t, ...)
+        h = StridedFilterBank1d.apply(votes, weight=spatial, stride=step, pad=pad_y,
+                                      mode="edge", axis=-2)  # (N, 8·4, rows, W): t·4 + by
+        h = StridedFilterBank1d.apply(h, weight=spatial, stride=step, pad=pad_x, mode="edge",
+                                      axis=-1)  # (N, 128, rows, cols): (t·4 + by)·4 + bx
+        h = h.reshape(N, 8, 4, 4, rows, cols).permute(0, 2, 3, 1, 4, 5)  # (N, by, bx, t, ...)
         h = h.reshape(N, 128, rows, cols)  # channel t + 8·bx + 32·by
         if not self.normalize:
             return h

@@ -14,7 +14,7 @@ The composed equivalents (built from minigrad.functional) live in the tests as o
 """
 import math
 
-from minigrad.backend import get_array_module
+from minigrad.backend import asnumpy, get_array_module
 from minigrad.tensor import Function
 
 FLT_EPSILON = 1.1920929e-07  # VLFeat's VL_EPSILON_F
@@ -137,81 +137,100 @@ class OrientationBinning(Function):
 
 # --- separable spatial pooling ---------------------------------------------------------------
 class StridedFilterBank1d(Function):
-    """Depthwise strided 1-D filtering along ``axis`` (-1: width, -2: height).
+    """Depthwise strided 1-D filtering along ``axis`` (-2: height, -1: width).
 
     x (N, C, H, W), weight (O, K) -> y (N, C·O, ...) with channel c·O + o and, along the axis,
     y[p] = Σ_k weight[o, k] · x_pad[p·stride + k]   (cross-correlation),
     x_pad = x padded by ``pad = (before, after)`` (zeros, or the edge value with
     mode="edge"; a negative ``after`` crops). Output length (L + before + after - K)//stride + 1.
 
-    Implementation (polyphase): the padded signal is cut into blocks of ``stride`` samples,
-    one GEMM multiplies every block by the m = ceil(K/stride) sub-filters at once, and the m
-    partial results are added with a shift of one block each. No im2col copy of K·L samples.
+    Implementation (polyphase): the padded signal is cut into blocks of ``stride`` samples;
+    one batched GEMM applies the m sub-filters of ``stride`` taps of every output to every
+    block (leading all-zero blocks of a filter are skipped: DSIFT's four spatial bins sit at
+    offsets 0, b, 2b, 3b of one bank), and the m partial results are added with a shift of
+    one block each. Filtering along the height keeps rows contiguous; along the width the
+    input is transposed once (inside the padding copy).
     """
 
-    def forward(self, x, weight=None, stride=1, pad=(0, 0), mode="zero", axis=-1):
+    def forward(self, x, weight=None, stride=1, pad=(0, 0), mode="zero", axis=-2):
         xp = get_array_module(x)
-        if axis == -2:
-            x = x.swapaxes(-1, -2)
-        N, C, R, L = x.shape
+        if axis == -1:
+            x = x.swapaxes(-1, -2)  # filter along axis 2 from here on
+        N, C, L, R = x.shape
         O, K = weight.shape
         s = stride
         before, after = pad
-        Lp = L + before + after
-        P = (Lp - K) // s + 1
+        P = (L + before + after - K) // s + 1
         if P < 1:
-            raise ValueError(f"filter of length {K} longer than the padded signal ({Lp})")
-        m = -(-K // s)
-        nb = P + m - 1  # blocks read
+            raise ValueError(f"filter of length {K} longer than the padded signal "
+                             f"({L + before + after})")
+        shifts, wt, m = _polyphase_bank(weight, s, xp)  # wt (m·O, s)
+        nb = P + m - 1 + max(shifts)  # blocks read
         total = nb * s
         # pad (or crop) to exactly nb·s samples: taps past K are zero, so cropping is exact
-        xpad = _pad_last(x, before, max(after, 0), mode)
-        if xpad.shape[-1] >= total:
-            xpad = xpad[..., :total]
-        else:
-            xpad = xp.pad(xpad, ((0, 0), (0, 0), (0, 0), (0, total - xpad.shape[-1])))
-        wall = xp.zeros((m * s, O), dtype=x.dtype)
-        wall[:K] = weight.T
-        wall = wall.reshape(m, s, O).transpose(1, 0, 2).reshape(s, m * O)  # (s, m·O)
-        z = xpad.reshape(-1, s) @ wall  # (N·C·R·nb, m·O)
-        z = z.reshape(N, C, R, nb, m, O)
-        y = z[:, :, :, 0:P, 0, :].copy()  # (N, C, R, P, O)
-        for j in range(1, m):
-            y += z[:, :, :, j:j + P, j, :]
-        y = y.transpose(0, 1, 4, 2, 3).reshape(N, C * O, R, P)  # (N, C·O, R, P)
-        self.geom = (N, C, R, L, O, s, m, nb, P, before, after, mode, axis)
-        self.wall = wall
-        return y.swapaxes(-1, -2) if axis == -2 else y
+        end = min(after, total - before - L)
+        xpad = _pad_axis2(x, before, max(end, 0), mode)[:, :, :total]
+        if xpad.shape[2] < total:
+            xpad = _pad_axis2(xpad, 0, total - xpad.shape[2], "zero")
+        xb = xp.ascontiguousarray(xpad).reshape(N, C, nb, s, R)  # (N, C, nb, s, R)
+        z = wt @ xb  # (N, C, nb, m·O, R)
+        y = xp.empty((N, C, O, P, R), dtype=x.dtype)
+        for o in range(O):  # a handful of outputs and sub-filters
+            d = shifts[o]
+            y[:, :, o] = z[:, :, d:d + P, o]
+            for j in range(1, m):
+                y[:, :, o] += z[:, :, d + j:d + j + P, j * O + o]
+        y = y.reshape(N, C * O, P, R)
+        self.geom = (N, C, L, R, O, s, m, nb, P, before, after, mode, axis, shifts)
+        self.wt = wt
+        return y.swapaxes(-1, -2) if axis == -1 else y
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        N, C, R, L, O, s, m, nb, P, before, after, mode, axis = self.geom
-        if axis == -2:
+        N, C, L, R, O, s, m, nb, P, before, after, mode, axis, shifts = self.geom
+        if axis == -1:
             gy = gy.swapaxes(-1, -2)
-        gy = gy.reshape(N, C, O, R, P).transpose(0, 1, 3, 4, 2)  # (N, C, R, P, O)
-        gz = xp.zeros((N, C, R, nb, m, O), dtype=gy.dtype)
-        for j in range(m):
-            gz[:, :, :, j:j + P, j, :] = gy
-        gpad = (gz.reshape(-1, m * O) @ self.wall.T).reshape(N, C, R, nb * s)
+        gy = gy.reshape(N, C, O, P, R)
+        gz = xp.zeros((N, C, nb, m * O, R), dtype=gy.dtype)
+        for o in range(O):
+            d = shifts[o]
+            for j in range(m):
+                gz[:, :, d + j:d + j + P, j * O + o] += gy[:, :, o]
+        gpad = (self.wt.T @ gz).reshape(N, C, nb * s, R)  # (N, C, nb, s, R) -> padded
         Lp = before + L + max(after, 0)
-        if gpad.shape[-1] < Lp:
-            gpad = xp.pad(gpad, ((0, 0), (0, 0), (0, 0), (0, Lp - gpad.shape[-1])))
-        gx = gpad[..., before:before + L]
+        if gpad.shape[2] < Lp:
+            gpad = _pad_axis2(gpad, 0, Lp - gpad.shape[2], "zero")
+        gx = gpad[:, :, before:before + L]
         if mode == "edge":
             gx = gx.copy()
             if before:
-                gx[..., 0] += gpad[..., :before].sum(axis=-1)
+                gx[:, :, 0] += gpad[:, :, :before].sum(axis=2)
             if after > 0:
-                gx[..., -1] += gpad[..., before + L:Lp].sum(axis=-1)
-        return gx.swapaxes(-1, -2) if axis == -2 else gx
+                gx[:, :, -1] += gpad[:, :, before + L:Lp].sum(axis=2)
+        return gx.swapaxes(-1, -2) if axis == -1 else gx
 
 
-def _pad_last(x, before, after, mode):
+def _pad_axis2(x, before, after, mode):
     xp = get_array_module(x)
-    if not before and not after:
-        return x
-    widths = ((0, 0), (0, 0), (0, 0), (before, after))
+    widths = ((0, 0), (0, 0), (before, after), (0, 0))
     return xp.pad(x, widths, mode="edge") if mode == "edge" else xp.pad(x, widths)
+
+
+def _polyphase_bank(weight, s, xp):
+    """Split each filter o into m sub-filters of s taps after skipping its d_o leading blocks
+    of zeros (DSIFT's four bins sit at offsets 0, b, 2b, 3b of one bank): returns the shifts
+    d_o and Wt (m·O, s) with Wt[j·O + o, r] = weight[o, (d_o + j)·s + r]."""
+    O, K = weight.shape
+    host = asnumpy(weight)  # the zero pattern, read once on the host
+    nonzero = [[k for k in range(K) if float(host[o, k]) != 0.0] or [0] for o in range(O)]
+    shifts = [taps[0] // s for taps in nonzero]
+    m = max(-(-(taps[-1] + 1 - d * s) // s) for taps, d in zip(nonzero, shifts))
+    wall = xp.zeros((m * s, O), dtype=weight.dtype)
+    for o, d in enumerate(shifts):
+        taps = weight[o, d * s:(d + m) * s]
+        wall[:taps.shape[0], o] = taps
+    wt = wall.reshape(m, s, O).transpose(0, 2, 1).reshape(m * O, s)  # (m·O, s)
+    return shifts, xp.ascontiguousarray(wt), m
 
 
 # --- UoCTTI block normalisation ---------------------------------------------------------------

@@ -9,7 +9,7 @@ Layers (one, ``"hog"``), for an input x of shape (N, C, H, W) in the papers' inp
 2. **Orientation binning** into 2·O = 18 directed bins at angles kπ/O: hard (HOG) or bilinear
    in the angle (HOGb), ``OrientationBinning``.
 3. **Spatial pooling**: bilinear splatting into cells = a separable triangular filter of
-   length 2s, stride s (``StridedFilterBank1d`` along x then y). Cell (i, j) is centred on
+   length 2s, stride s (``StridedFilterBank1d`` along y then x). Cell (i, j) is centred on
    pixel (s·i + (s−1)/2, s·j + (s−1)/2); hogH = (H + s//2)//s, hogW = (W + s//2)//s.
 4. **Normalisation** (``UocttiNormalize``): block energies from undirected histograms,
    1/sqrt(Σ + 1e-4), clamp 0.2, 0.5·sum over the 4 blocks, 4 texture features.
@@ -121,8 +121,8 @@ class HOG(Representation):
         before = s // 2 + 1
         pad_x = (before, s * (hogW - 1) + 2 * s - before - (W - 2))
         pad_y = (before, s * (hogH - 1) + 2 * s - before - (H - 2))
-        h = StridedFilterBank1d.apply(votes, weight=tent, stride=s, pad=pad_x, axis=-1)
-        h = StridedFilterBank1d.apply(h, weight=tent, stride=s, pad=pad_y, axis=-2)
+        h = StridedFilterBank1d.apply(votes, weight=tent, stride=s, pad=pad_y, axis=-2)
+        h = StridedFilterBank1d.apply(h, weight=tent, stride=s, pad=pad_x, axis=-1)
         return UocttiNormalize.apply(h)  # (N, 3·O + 4, hogH, hogW)
 
     # --- interface ----------------------------------------------------------------------------
