@@ -81,6 +81,8 @@ def _common_device(tensors, opname):
 
 def _as_array(value, device):
     """Python scalars stay scalars (NumPy keeps the tensor's dtype); arrays go to the device."""
+    if isinstance(value, backend.np.generic):  # np.float64(2.0) would promote float32 data
+        value = value.item()
     if isinstance(value, (int, float, bool)) or value is None:
         return value
     return backend.to_device(value, device)
@@ -230,6 +232,8 @@ class Tensor:
                 if parent is None or pg is None or not parent.requires_grad:
                     continue
                 pg = _unbroadcast(pg, parent.shape)
+                if pg.dtype != parent.dtype:  # a float64 constant must not make grads float64
+                    pg = pg.astype(parent.dtype)
                 key = id(parent)
                 grads[key] = pg if key not in grads else grads[key] + pg
             if not retain_graph:
