@@ -315,6 +315,16 @@ def test_defaults_and_dtype(device):
     assert mg.tensor([1.0], device=device).device == device
 
 
+def test_gradients_keep_the_leaf_dtype(device):
+    x = mg.tensor([1.0, 2.0], requires_grad=True, device=device)  # float32
+    assert (x * np.float64(2.0)).dtype == np.float32  # a NumPy scalar is a weak scalar
+    y = x * on(device, np.array([3.0, 4.0]))  # a float64 constant promotes the value ...
+    assert y.dtype == np.float64
+    y.sum().backward()
+    assert x.grad.dtype == np.float32  # ... but not the leaf's gradient
+    np.testing.assert_array_equal(grad(x), [3.0, 4.0])
+
+
 def test_indexing_and_len(device):
     x = leaf(device, np.arange(12.0).reshape(3, 4))
     assert len(x) == 3
