@@ -163,6 +163,10 @@ def _hog_glyphs(rep, x_input):
     return np.asarray(render(feats))
 
 
+def _what(rep, layer):
+    return rep.name if layer == rep.name else f"{rep.name} {layer}"
+
+
 def _code_image(rep, image):
     return rep.preprocess(image).numpy()
 
@@ -187,7 +191,7 @@ def write_invert_outputs(out, rep, layer, result, image_path, notes, interrupted
         labels.append("original")
     for i, r in enumerate(recs):
         tiles.append(r)
-        labels.append(f"{rep.name} {layer}" + (f" #{i}" if R > 1 else "")
+        labels.append(_what(rep, layer) + (f" #{i}" if R > 1 else "")
                       + (f" err {err[i]:.3f}" if i < len(err) else ""))
     if rep.kind == "hog":
         try:
@@ -202,13 +206,13 @@ def write_invert_outputs(out, rep, layer, result, image_path, notes, interrupted
                 labels.append("HOG of reconstruction")
         except Exception as e:  # noqa: BLE001 - the glyphs are a bonus; never lose the run
             notes = list(notes) + [f"HOG glyphs not drawn: {e}"]
-    title = (f"{rep.name} {layer}, preset {result.options['preset']}"
+    title = (f"{_what(rep, layer)}, preset {result.options['preset']}"
              + (" (INTERRUPTED)" if interrupted else ""))
     im.save_png(os.path.join(out, "comparison.png"), im.grid(tiles, labels, title=title))
     h = result.history
     curves = {"energy": h["energy"], "loss": h["loss"], "tv": h["tv"], "alpha": h["alpha"]}
     im.save_png(os.path.join(out, "loss.png"),
-                im.plot_curves(curves, title=f"energy terms, {rep.name} {layer} (log scale)"))
+                im.plot_curves(curves, title=f"energy terms, {_what(rep, layer)} (log scale)"))
     cols = ["step", "lr", "loss", "alpha", "tv", "energy"]
     im.save_csv(os.path.join(out, "history.csv"), cols,
                 [[h[c][i] for c in cols] for i in range(len(h["step"]))])
@@ -281,16 +285,18 @@ def run_sweep(rep, image, layers, out, preset="cvpr15", overrides=None, quiet=Fa
         resolved = resolve_options(rep, layer, preset, **(overrides or {}))
         progress = Progress(len(schedule_for(resolved, image.shape[:2])), f"{rep.name}:{layer}",
                             enabled=not quiet)
+        cpu0 = time.process_time()
         result = invert(rep, image, layer, preset=preset, callback=progress,
                         on_interrupt="return", **(overrides or {}))
         progress.close()
+        cpu = time.process_time() - cpu0
         original = result.original if original is None else original
         rec = result.image if not isinstance(result.image, list) else result.image[0]
         im.save_png(os.path.join(out, "layers", f"{layer}.png"), rec)
         m = result.metrics
         rows.append({"layer": layer, "relative_error": m["relative_error"],
                      "psnr": m.get("psnr"), "iterations": m["iterations"],
-                     "time_s": result.wall_time, "status": result.status,
+                     "time_s": result.wall_time, "cpu_s": cpu, "status": result.status,
                      "lambda_tv": result.options.get("lambda_tv"),
                      "jitter": result.options.get("jitter")})
         tiles.append(rec)
@@ -306,8 +312,8 @@ def run_sweep(rep, image, layers, out, preset="cvpr15", overrides=None, quiet=Fa
                                    "(label: relative error)"
                     + (" INTERRUPTED" if interrupted else ""))
     im.save_png(os.path.join(out, "sweep.png"), sheet)
-    cols = ["layer", "relative_error", "psnr", "iterations", "time_s", "status", "lambda_tv",
-            "jitter"]
+    cols = ["layer", "relative_error", "psnr", "iterations", "time_s", "cpu_s", "status",
+            "lambda_tv", "jitter"]
     im.save_csv(os.path.join(out, "sweep.csv"), cols, [[r[c] for c in cols] for r in rows])
     im.save_json(os.path.join(out, "metrics.json"), {
         "net": rep.name, "preset": preset, "image": image_path, "input_notes": list(notes),
@@ -358,10 +364,10 @@ def cmd_demo(args):
     image = np.asarray(samples.load(args.sample))
     quick = args.quick
     # CNN: the cvpr15 schedule stretched to fewer iterations on the CPU (see README).
-    cnn_iters = args.iters or (30 if quick else 120)
+    cnn_iters = args.iters or (50 if quick else 200)
     cnn_layers = QUICK_LAYERS if quick else DEMO_LAYERS
     feat_size = 128 if quick else 192
-    feat_iters = args.iters or (100 if quick else 400)
+    feat_iters = args.iters or (200 if quick else 800)
     sections, t0 = [], time.perf_counter()
     small = im.resize_longest(image, feat_size)
     for net in ("hog", "dsift"):
