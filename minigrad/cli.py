@@ -471,8 +471,7 @@ def cmd_gradcheck(args):
     except ImportError:
         raise CLIError("the op gradcheck table (minigrad.gradcheck_all) is not installed") \
             from None
-    rc = gradcheck_all.main(*([args.rest] if args.rest else []))
-    return int(rc or 0)
+    return int(gradcheck_all.main(only=args.only, device=args.device) or 0)
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -537,7 +536,8 @@ def build_parser():
     p.set_defaults(func=cmd_layers)
 
     p = sub.add_parser("gradcheck", help="float64 gradient check of every op; prints a table")
-    p.add_argument("rest", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("only", nargs="?", help="check only this op (default: every op)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=cmd_gradcheck)
 
     try:

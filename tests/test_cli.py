@@ -210,3 +210,11 @@ def test_bad_option_values(photo, tmp_path):
     assert_one_line_error(r, "first-half")
     r = run("invert", photo, "--net", "hog", "--device", "tpu", "--out", tmp_path / "o")
     assert_one_line_error(r, "unknown device")
+
+
+def test_gradcheck_and_weights_subcommands():
+    r = run("gradcheck", "relu")
+    assert r.returncode == 0, r.stderr
+    assert "relu" in r.stdout and "pass" in r.stdout
+    r = run("weights", "--help")
+    assert r.returncode == 0 and "fetch" in r.stdout
