@@ -48,11 +48,13 @@ def cases(rng):
         ("conv1 11x11/4", (1, 3, 227, 227), lambda F_, x, c: F_.conv2d(x, c[0], c[1], stride=4),
          [w(96, 3, 11, 11), w(96)]),
         ("conv2 5x5 g2", (1, 96, 27, 27),
-         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=2, groups=2), [w(256, 48, 5, 5), w(256)]),
+         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=2, groups=2),
+         [w(256, 48, 5, 5), w(256)]),
         ("conv3 3x3", (1, 256, 13, 13), lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1),
          [w(384, 256, 3, 3), w(384)]),
         ("conv4 3x3 g2", (1, 384, 13, 13),
-         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1, groups=2), [w(384, 192, 3, 3), w(384)]),
+         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1, groups=2),
+         [w(384, 192, 3, 3), w(384)]),
         ("pool1 3/2 ceil", (1, 96, 55, 55),
          lambda F_, x, c: F_.max_pool2d(x, 3, 2, ceil_mode=True), []),
         ("pool2 3/2 ceil", (1, 256, 27, 27),
@@ -61,11 +63,38 @@ def cases(rng):
          lambda F_, x, c: F_.local_response_norm(x, 5, 1e-4, 0.75, 1.0), []),
         ("norm2 LRN 5", (1, 256, 13, 13),
          lambda F_, x, c: F_.local_response_norm(x, 5, 1e-4, 0.75, 1.0), []),
-        ("fc6 linear", (1, 9216), lambda F_, x, c: F_.linear(x, c[0], c[1]), [w(4096, 9216), w(4096)]),
-        ("fc7 linear", (1, 4096), lambda F_, x, c: F_.linear(x, c[0], c[1]), [w(4096, 4096), w(4096)]),
+        ("fc6 linear", (1, 9216), lambda F_, x, c: F_.linear(x, c[0], c[1]),
+         [w(4096, 9216), w(4096)]),
+        ("fc7 linear", (1, 4096), lambda F_, x, c: F_.linear(x, c[0], c[1]),
+         [w(4096, 4096), w(4096)]),
         ("conv1…pool5 stack", (1, 3, 227, 227), lambda F_, x, c: caffenet_stack(F_, x, c),
          stack_consts),
     ]
+
+
+def _minigrad_step(fn, x0, consts):
+    """Forward, then backward of a ones gradient into the input only (weights constant)."""
+    mg_consts = [mg.tensor(c) for c in consts]
+    x = mg.tensor(x0, requires_grad=True)
+
+    def step():
+        x.grad = None
+        y = fn(F, x, mg_consts)
+        y.backward(np.ones(y.shape, np.float32))
+
+    return step
+
+
+def _torch_step(torch, TF, fn, x0, consts):
+    t_consts = [torch.from_numpy(c) for c in consts]
+    x = torch.from_numpy(x0.copy()).requires_grad_(True)
+
+    def step():
+        x.grad = None
+        y = fn(TF, x, t_consts)
+        y.backward(torch.ones_like(y))
+
+    return step
 
 
 def main(argv=None):
@@ -81,24 +110,8 @@ def main(argv=None):
     rows = []
     for name, shape, fn, consts in cases(rng):
         x0 = rng.standard_normal(shape).astype(np.float32) * 50
-        gy = None
-
-        mg_consts = [mg.tensor(c) for c in consts]
-        x_mg = mg.tensor(x0, requires_grad=True)
-
-        def run_mg():
-            x_mg.grad = None
-            y = fn(F, x_mg, mg_consts)
-            y.backward(mg.tensor(np.ones(y.shape, np.float32)) if gy is None else gy)
-
-        t_consts = [torch.from_numpy(c) for c in consts]
-        x_t = torch.from_numpy(x0.copy()).requires_grad_(True)
-
-        def run_torch():
-            x_t.grad = None
-            y = fn(TF, x_t, t_consts)
-            y.backward(torch.ones_like(y))
-
+        run_mg = _minigrad_step(fn, x0, consts)
+        run_torch = _torch_step(torch, TF, fn, x0, consts)
         t_mg, t_torch = median_time(run_mg, args.repeat), median_time(run_torch, args.repeat)
         rows.append((name, t_mg * 1e3, t_torch * 1e3, t_mg / t_torch))
     print(f"threads: {args.threads}, numpy {np.__version__}, torch {torch.__version__}\n")

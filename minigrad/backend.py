@@ -82,7 +82,9 @@ def synchronize(device="cpu"):
 
 
 def is_array(value):
-    return isinstance(value, numpy.ndarray) or (cupy is not None and isinstance(value, cupy.ndarray))
+    if isinstance(value, numpy.ndarray):
+        return True
+    return cupy is not None and isinstance(value, cupy.ndarray)
 
 
 def as_strided(x, shape, strides):
@@ -100,3 +102,17 @@ def scatter_add(target, index, values):
         cupyx.scatter_add(target, index, values)
     else:
         numpy.add.at(target, index, values)
+
+
+def shares_memory(a, b):
+    """Whether two arrays of the same backend may overlap in memory."""
+    if device_of(a) != device_of(b):
+        return False
+    return bool(get_array_module(a).shares_memory(a, b))
+
+
+def freeze(array):
+    """Make a NumPy array read-only, so in-place writes raise (CuPy has no such flag)."""
+    if isinstance(array, numpy.ndarray):
+        array.flags.writeable = False
+    return array

@@ -1,4 +1,6 @@
-"""The public op functions, with PyTorch's names and argument orders (``import minigrad.functional as F``).
+"""The public op functions, with PyTorch's names and argument orders.
+
+Usage: ``import minigrad.functional as F`` (or ``from minigrad import F``).
 
 Each function is a thin wrapper over one op class in ``minigrad.ops``, where its forward and
 backward live side by side. Arguments may be Tensors, arrays or Python numbers.
@@ -10,7 +12,9 @@ from .tensor import Tensor
 
 
 def _t(x):
-    return x if isinstance(x, Tensor) else Tensor(x, dtype=None if backend.is_array(x) else "float32")
+    if isinstance(x, Tensor):
+        return x
+    return Tensor(x, dtype=None if backend.is_array(x) else "float32")
 
 
 # --- elementwise ---------------------------------------------------------------------------
@@ -195,9 +199,11 @@ def _constant_weight_matrix(weight, groups):
     """The GEMM layout of a constant weight (requires_grad=False), cached on the tensor.
 
     Reordering OIHW weights for im2col costs as much as a small conv, so an inversion, which
-    calls the same constant weights thousands of times, does it once. Constants are treated
-    as immutable: the cache is dropped when ``weight.data`` is replaced, not when it is
-    modified in place.
+    calls the same constant weights thousands of times, does it once. The constant is then
+    frozen: on NumPy its array becomes read-only, so an in-place change raises instead of
+    leaving the cache stale; assign a new array to ``weight.data`` (which drops the cache) or
+    use ``requires_grad=True`` for weights that change. (CuPy arrays cannot be frozen: treat
+    constant weights on the GPU as immutable.)
     """
     if not isinstance(weight, Tensor) or weight.requires_grad or weight.ndim != 4:
         return None
@@ -205,7 +211,7 @@ def _constant_weight_matrix(weight, groups):
     if cached is None or cached[0] is not weight.data or cached[1] != groups:
         if weight.shape[0] % groups:
             return None  # let the op raise its error
-        cached = (weight.data, groups, conv.weight_matrix(weight.data, groups))
+        cached = (backend.freeze(weight.data), groups, conv.weight_matrix(weight.data, groups))
         weight._conv_matrix = cached
     return cached[2]
 

@@ -261,11 +261,14 @@ def _toposort(root):
 
 
 def tensor(data, requires_grad=False, dtype="float32", device="cpu"):
-    """Make a Tensor from a list, scalar or array, like ``torch.tensor``.
+    """Make a Tensor from a list, scalar or array, like ``torch.tensor``: the data is copied.
 
     ``dtype`` defaults to float32; pass ``dtype=None`` to keep an array's own dtype.
     """
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+    t = Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+    if backend.is_array(data) and backend.shares_memory(t.data, data):
+        t.data = t.data.copy()  # never alias the caller's array (conv2d may freeze constants)
+    return t
 
 
 def _install_operators():
