@@ -44,7 +44,8 @@ def _fast_atan2(y, x):
     a = torch.abs(y) + 1.1920929e-07
     pos = x >= 0
     r = torch.where(pos, (x - a) / (x + a), (x + a) / (a - x))
-    theta0 = torch.where(pos, math.pi / 4, 3 * math.pi / 4)
+    theta0 = torch.where(pos, torch.tensor(math.pi / 4, dtype=x.dtype),
+                         torch.tensor(3 * math.pi / 4, dtype=x.dtype))
     angle = theta0 + (0.1821 * r * r - 0.9675) * r
     return torch.where(y < 0, -angle, angle)
 

@@ -224,3 +224,22 @@ def test_sift_normalize_zero_descriptor_has_finite_gradient():
     x = mg.tensor(np.zeros((1, 128, 1, 1)), requires_grad=True, dtype=None)
     SiftNormalize.apply(x).sum().backward()
     assert np.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("b, step", [(4, 4), (3, 2)])
+def test_forward_and_input_gradient_match_torch(b, step):
+    torch = pytest.importorskip("torch")
+    from benchmarks.torch_features import TorchDSIFT
+
+    img = smooth_image(29, 34, 3)[None, None]
+    net = DSIFT(bin_size=b, step=step)
+    v = np.random.default_rng(4).standard_normal((1,) + net.output_shape(29, 34))
+    x = mg.tensor(img, requires_grad=True, dtype=None)
+    (net(x, "dsift") * v).sum().backward()
+    xt = torch.tensor(img, requires_grad=True)
+    out_t = TorchDSIFT(bin_size=b, step=step, dtype=torch.float64)(xt)
+    (out_t * torch.from_numpy(v)).sum().backward()
+    with mg.no_grad():
+        out = net(mg.tensor(img, dtype=None), "dsift").numpy()
+    np.testing.assert_allclose(out, out_t.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), atol=1e-9)

@@ -435,3 +435,20 @@ def test_render_draws_edge_oriented_glyphs():
     # horizontal gradient -> a vertical bar (the edge direction) through the cell centre
     assert cell[:, 10].mean() > 200 and cell[10, :].mean() < cell[:, 10].mean() / 3
     assert render_hog(np.zeros((31, 2, 3))).max() == 0
+
+
+@pytest.mark.parametrize("name", ["hog", "hogb"])
+def test_forward_and_input_gradient_match_torch(name):
+    torch = pytest.importorskip("torch")
+    from benchmarks.torch_features import TorchHOG
+
+    img = smooth_image(45, 8)[None, None]
+    v = np.random.default_rng(9).standard_normal((1, 31, 6, 6))
+    x = mg.tensor(img, requires_grad=True, dtype=None)
+    out = models.get(name)(x, "hog")
+    (out * v).sum().backward()
+    xt = torch.tensor(img, requires_grad=True)
+    out_t = TorchHOG(bilinear=name == "hogb", dtype=torch.float64)(xt)
+    (out_t * torch.from_numpy(v)).sum().backward()
+    np.testing.assert_allclose(out.numpy(), out_t.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(x.grad, xt.grad.numpy(), atol=1e-10)
