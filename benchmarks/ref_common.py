@@ -1,0 +1,153 @@
+"""The inversion problem as plain NumPy data, shared by the PyTorch and JAX references.
+
+``Problem.build(rep, target, layer, preset, **overrides)`` resolves everything that
+``minigrad.invert`` decides before its loop, the same way (``minigrad/inversion.py``):
+
+- the options: the preset's values and the layer-dependent ones (λTV, C, jitter, schedule), via
+  minigrad's own ``resolve_options``/``schedule_for`` (configuration, not autodiff);
+- the input x0 (``rep.preprocess``) and its size, the mask, the per-channel input scale s_c;
+- σ, the regulariser weights, the step scale (σ² for cvpr15), the loss scale C/‖MΦ0‖²;
+- the initial canvas x (R, C, H+J−1, W+J−1) in pixel units, drawn with the same seeded NumPy
+  generator and the same arithmetic as ``invert``; the generator is kept, because ``invert``
+  draws the jitter offsets from it afterwards (``Problem.offsets``).
+
+Φ0 itself is *not* computed here: each reference computes it with its own network from x0
+(or takes the precomputed code), so that the target is that framework's own.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.inversion import (
+    RHO,
+    InversionError,
+    _is_image,
+    build_mask,
+    input_scale,
+    resolve_options,
+    schedule_for,
+)
+
+
+@dataclasses.dataclass
+class Problem:
+    rep: object
+    layer: str
+    opts: dict
+    x0: object  # (1, C, H, W) float32 input-space image, or None with a precomputed code
+    code: object  # precomputed Φ0 (with batch axis) or None
+    mask: object  # host float32 array broadcastable to Φ0, or None
+    scale: np.ndarray  # (1, C, 1, 1) float32 input scale s_c
+    unit_scale: bool
+    hw: tuple
+    J: int
+    centre: int
+    schedule: object  # minigrad.optim.PiecewiseSchedule
+    cvpr: bool
+    step_scale: float
+    w_alpha: float
+    w_tv: float
+    per_pixel: bool
+    normalize: bool
+    x_init: np.ndarray  # (R, C, Hc, Wc) float32, pixel units
+    rng: object  # the generator, in the state invert leaves it in after the init
+
+    @classmethod
+    def build(cls, rep, target, layer=None, preset="cvpr15", **overrides):
+        layer = rep.layers[-1] if layer is None else layer
+        opts = resolve_options(rep, layer, preset, **overrides)
+        x0 = code = None
+        if _is_image(target):
+            x0 = backend.asnumpy(rep.preprocess(target).data).astype(np.float32)
+            hw = tuple(x0.shape[-2:])
+            code_shape = None
+        else:
+            code = np.asarray(backend.asnumpy(getattr(target, "data", target)), np.float32)
+            if code.ndim == 1 or code.shape[0] != 1:
+                code = code[None]
+            hw = tuple(rep.input_size) if rep.input_size is not None else tuple(opts["size"])
+            code_shape = code.shape
+        if code_shape is None:
+            from minigrad import Tensor, no_grad
+
+            with no_grad():
+                code_shape = tuple(rep.forward(Tensor(x0), layer).shape)
+        mask = build_mask(code_shape, opts["window"], opts["channels"], opts["mask"])
+        R, C = opts["restarts"], rep.channels
+        J = opts["jitter"]
+        H, W = hw
+        Hc, Wc = H + J - 1, W + J - 1
+        centre = (J - 1) // 2
+        scale = input_scale(rep, hw)
+        unit_scale = bool(np.all(scale == 1))
+        cvpr = opts["formulation"] == "cvpr15"
+        if cvpr:
+            opts["sigma"] = float(opts["sigma"] or opts["rho"] * math.sqrt(C * H * W))
+        schedule = schedule_for(opts, hw)
+        opts["iters"] = schedule.total
+
+        # initialisation: the same generator, draws and float64 arithmetic as invert()
+        rng = np.random.default_rng(opts["seed"])
+        init = opts["init"]
+        if isinstance(init, str):
+            if init == "gaussian":
+                z = rng.standard_normal((R, C, Hc, Wc))
+                norms = np.sqrt((z * z).reshape(R, -1).sum(axis=1)).reshape(R, 1, 1, 1)
+                target_norm = opts["sigma"] if cvpr else RHO * math.sqrt(C * H * W)
+                z *= target_norm / norms
+            elif init == "uniform":
+                z = rng.uniform(-1.0, 1.0, (R, C, Hc, Wc))
+                p95 = np.percentile(np.abs(z).reshape(R, -1), 95, axis=1).reshape(R, 1, 1, 1)
+                z *= (opts.get("B", 80.0) / math.sqrt(3)) / p95
+            else:
+                raise InversionError(f"init must be 'gaussian', 'uniform' or an array: {init!r}")
+        else:
+            z = np.asarray(backend.asnumpy(getattr(init, "data", init)), dtype=np.float64)
+            z = z.reshape((-1, C) + z.shape[-2:]) / scale
+            if z.shape[-2:] == (H, W) and J > 1:
+                lo, hi = centre, J - 1 - centre
+                z = np.pad(z, ((0, 0), (0, 0), (lo, hi), (lo, hi)), mode="edge")
+            z = np.broadcast_to(z, (R, C, Hc, Wc)).copy()
+        x_init = z.astype(np.float32)
+
+        if cvpr:
+            step_scale = opts["sigma"] ** 2
+            w_alpha = opts["lambda_alpha"] / 2 / opts["sigma"] ** 2
+            w_tv = opts["lambda_tv"] / 2 / opts["sigma"] ** 2
+            per_pixel = normalize = False
+        else:
+            step_scale = 1.0
+            w_alpha = 1.0 / opts["B"] ** opts["alpha"]
+            w_tv = 1.0 / opts["V"] ** opts["beta"]
+            per_pixel = normalize = True
+        return cls(rep, layer, opts, x0, code, mask, scale.astype(np.float32), unit_scale, hw,
+                   J, centre, schedule, cvpr, step_scale, w_alpha, w_tv, per_pixel, normalize,
+                   x_init, rng)
+
+    def offsets(self, step):
+        """(lr, reset, oy, ox) of iteration ``step``, drawing the jitter as ``invert`` does
+        (call once per step, in order)."""
+        s = self.schedule
+        lr = s(step)
+        reset = s.changes_at(step)
+        seg = s.segment_index(step)
+        phases = self.opts["jitter_phases"]
+        if self.J > 1 and (phases is None or seg in phases):
+            oy, ox = (int(v) for v in self.rng.integers(0, self.J, size=2))
+        else:
+            oy = ox = self.centre
+        return lr, reset, oy, ox
+
+    def loss_scale(self, phi0):
+        """C / ‖MΦ0‖² from a framework's own Φ0 (host NumPy)."""
+        phi0 = np.asarray(phi0, dtype=np.float32)
+        m = phi0 if self.mask is None else phi0 * self.mask
+        return self.opts["loss_weight"] / float((m * m).sum())
+
+    def regulariser_scales(self):
+        """(alpha scale, tv scale): the 1/HW normalisation of the IJCV16 forms, else 1."""
+        Hc, Wc = self.x_init.shape[-2:]
+        s = 1.0 / (Hc * Wc) if self.normalize else 1.0
+        return s, s
