@@ -107,3 +107,13 @@ def test_same_initial_x_and_target(image):
         phi0 = rep.forward(mg.tensor(ref.p.x0), "conv3").numpy()
     np.testing.assert_allclose(ref.phi0.numpy(), phi0, rtol=1e-4, atol=1e-3)
     assert result.x.shape == ref.result().shape
+
+
+def test_jax_reference_agrees(image):
+    ref_jax = pytest.importorskip("benchmarks.ref_jax")
+    if not ref_jax.available():
+        pytest.skip("jax is not installed (optional; CI does not install it)")
+    ours, _ = _run_both("caffenet", "conv3", "cvpr15", image, iters=4, compare_after=3)
+    ref = ref_jax.JaxInversion.build(_rep("caffenet"), image, "conv3", "cvpr15", iters=4)
+    theirs = ref.run(3).result()
+    assert _rel(ours, theirs) < 1e-4
