@@ -367,7 +367,7 @@ def cmd_demo(args):
     cnn_iters = args.iters or (50 if quick else 200)
     cnn_layers = QUICK_LAYERS if quick else DEMO_LAYERS
     feat_size = 128 if quick else 192
-    feat_iters = args.iters or (200 if quick else 800)
+    feat_iters = args.iters or (200 if quick else 400)
     sections, t0 = [], time.perf_counter()
     small = im.resize_longest(image, feat_size)
     for net in ("hog", "dsift"):
