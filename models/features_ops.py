@@ -89,23 +89,28 @@ class OrientationBinning(Function):
             theta, dth_dx, dth_dy = xp.arctan2(gy, gx), None, None
         theta = xp.where(theta < 0, theta + gx.dtype.type(2 * math.pi), theta)
         p = theta * gx.dtype.type(B / (2 * math.pi))
+        # p is in [0, B], so "mod B" is one masked subtraction (int32: cheaper than int64 %)
         if bilinear:
             b0 = xp.floor(p)
             frac = p - b0
-            b0 = b0.astype(xp.int64) % B
-            b1 = (b0 + 1) % B
+            b0 = b0.astype(xp.int32)
+            b0[b0 >= B] -= B
+            b1 = b0 + 1
+            b1[b1 == B] = 0
         else:
-            b0 = xp.floor(p + gx.dtype.type(0.5)).astype(xp.int64) % B
+            b0 = xp.floor(p + gx.dtype.type(0.5)).astype(xp.int32)
+            b0[b0 >= B] -= B
             _vlfeat_near_ties(b0, gx, gy, p, B)
         N, _, H, W = gx.shape
         out = xp.zeros((N, B, H, W), dtype=gx.dtype)
         flat = out.reshape(-1)
         # flat index of (n, bin, y, x): ((n·B + bin)·H + y)·W + x = n·B·HW + bin·HW + pixel
-        base = (xp.arange(N).reshape(N, 1, 1, 1) * (B * H * W)
-                + xp.arange(H * W).reshape(1, 1, H, W))
-        idx0 = base + b0 * (H * W)  # (N, 1, H, W)
+        base = (xp.arange(N, dtype=xp.int64).reshape(N, 1, 1, 1) * (B * H * W)
+                + xp.arange(H * W, dtype=xp.int64).reshape(1, 1, H, W))
+        plane = xp.int64(H * W)  # typed: the int32 bins widen to int64 indices
+        idx0 = base + b0 * plane  # (N, 1, H, W)
         if bilinear:
-            idx1 = base + b1 * (H * W)
+            idx1 = base + b1 * plane
             flat[idx0] = (1 - frac) * n
             flat[idx1] += frac * n  # b1 != b0 always, but += keeps it honest
             self.saved = (gx, gy, n, frac, idx0, idx1, dth_dx, dth_dy)
