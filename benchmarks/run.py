@@ -1,0 +1,453 @@
+"""Time one feature-inversion iteration: minigrad (NumPy) vs PyTorch CPU vs JAX CPU.
+
+    python -m benchmarks.run [--quick] [--threads 2] [--repeat 8] [--rounds 3]
+                             [--cases caffenet:conv5,hog] [--no-memory] [--no-jax]
+                             [--results benchmarks/RESULTS.md] [--png benchmarks/run.png]
+    minigrad bench ...       (the same, once the CLI wires ``benchmarks.run.main``)
+
+What is timed: one iteration of the CVPR15 inversion (forward to the layer, the normalised
+feature loss, α-norm and TV, backward to x, the momentum update), i.e. the body of
+``minigrad.invert``'s loop, timed inside ``invert`` itself (between successive callbacks), and
+the same iteration of the PyTorch (``ref_torch``) and jitted JAX (``ref_jax``) references.
+Per case: ``--rounds`` rounds, each running every library for ``warm-up + --repeat``
+iterations in turn (interleaved, so background load hits all alike); the table gives the
+median over all timed iterations. Networks have seeded random weights (timings do not depend
+on the values; fc layers random, as the issue asks); CNN inputs are the bundled astronaut
+photograph at the network's size, HOG/HOGb/DSIFT a 512×512 grey version of it.
+
+Peak memory: each (library, case) runs in a fresh child process; once the library is
+imported and the network (weights) is loaded, the RSS is recorded and the kernel's high-water
+mark reset (``/proc/self/clear_refs``); then the inversion is set up and runs 1 + 3 iterations
+and VmHWM is read: "peak" is that high-water RSS, "iter" is peak minus the recorded RSS (what
+the inversion itself needs: target, graph, saved arrays, optimiser state, JIT compilation).
+
+Threads: NumPy's BLAS (OPENBLAS/OMP/MKL_NUM_THREADS, set before NumPy loads: the command
+re-runs itself in a child with them when needed), torch.set_num_threads and XLA's CPU pool
+get the same count. A GPU section (minigrad-cupy vs torch-cuda) runs when CuPy sees a GPU.
+Outputs: a Markdown report on stdout, the section between ``<!-- BEGIN benchmarks/run.py -->``
+and ``<!-- END benchmarks/run.py -->`` of ``--results`` (the rest of the file is kept), and a
+PNG bar chart of the time ratios (Pillow).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEGIN, END = "<!-- BEGIN benchmarks/run.py -->", "<!-- END benchmarks/run.py -->"
+CASES = ("caffenet:conv3", "caffenet:conv5", "caffenet:fc8", "alexnet:conv3", "alexnet:conv5",
+         "alexnet:fc8", "vgg16:conv3_3", "vgg16:conv5_3", "hog", "hogb", "dsift")
+QUICK = ("caffenet:conv5", "alexnet:fc8", "hog")
+# (case -> target ratio) from issue 6: minigrad time ≤ target × PyTorch's
+TARGETS = {"caffenet:conv5": 1.0, "caffenet:fc8": 1.0, "alexnet:conv5": 1.0, "alexnet:fc8": 1.0,
+           "vgg16:conv3_3": 1.1, "hog": 1.0, "hogb": 1.0, "dsift": 1.0}
+MEMORY_TARGET = 1.5
+FEATURE_SIZE = 512
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+# --- setup -----------------------------------------------------------------------------------
+def _env_threads(threads):
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env[var] = str(threads)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=true "
+                        f"intra_op_parallelism_threads={threads}").strip()
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _threads_set(threads):
+    return all(os.environ.get(v) == str(threads) for v in THREAD_VARS)
+
+
+def problem(case):
+    """(representation, target image, layer) of a case name like "alexnet:conv5" or "hog"."""
+    import numpy as np
+    from PIL import Image
+
+    import models
+    from minigrad import samples
+
+    name, _, layer = case.partition(":")
+    image = samples.load("astronaut")
+    if name in ("hog", "hogb", "dsift"):
+        rep = models.get(name)
+        image = np.asarray(Image.fromarray(image).resize((FEATURE_SIZE, FEATURE_SIZE),
+                                                         Image.BILINEAR))
+        return rep, image, rep.layers[0]
+    return models.get(name, weights=None), image, layer
+
+
+class MinigradRunner:
+    """Runs ``minigrad.invert`` for n iterations, timing each between callbacks."""
+
+    def __init__(self, rep, image, layer, device="cpu"):
+        self.rep, self.image, self.layer, self.device = rep, image, layer, device
+
+    def times(self, warmup, n, on_step=None):
+        import minigrad as mg
+
+        stamps = []
+
+        def callback(step, x, terms):
+            if self.device != "cpu":
+                mg.backend.xp_for(self.device).cuda.Device().synchronize()
+            stamps.append(time.perf_counter())
+            if on_step is not None:
+                on_step(step)
+
+        mg.invert(self.rep, self.image, self.layer, preset="cvpr15", iters=warmup + n + 1,
+                  callback=callback, sync_every=1, device=self.device)
+        return [b - a for a, b in zip(stamps[warmup:-1], stamps[warmup + 1:])]
+
+
+class RefRunner:
+    """Runs a reference (TorchInversion or JaxInversion) for n iterations."""
+
+    def __init__(self, build):
+        self.build = build
+
+    def times(self, warmup, n, on_step=None):
+        ref = self.build()
+        ref.run(warmup)
+        out = []
+        for i in range(n):
+            ref.run(1, out)
+            if on_step is not None:
+                on_step(i)
+        return out
+
+
+def runners(case, libs, device="cpu"):
+    rep, image, layer = problem(case)
+    out = {}
+    for lib in libs:
+        if lib == "minigrad":
+            out[lib] = MinigradRunner(rep, image, layer, device)
+        elif lib == "torch":
+            from benchmarks.ref_torch import TorchInversion
+
+            dev = "cuda" if device != "cpu" else "cpu"
+            out[lib] = RefRunner(lambda d=dev: TorchInversion.build(rep, image, layer, "cvpr15",
+                                                                    device=d, iters=10 ** 4))
+        elif lib == "jax":
+            from benchmarks.ref_jax import JaxInversion
+
+            if rep.kind != "cnn":
+                continue  # no JAX HOG/DSIFT network
+            out[lib] = RefRunner(lambda: JaxInversion.build(rep, image, layer, "cvpr15",
+                                                            iters=10 ** 4))
+    return out
+
+
+# --- memory (child processes) ----------------------------------------------------------------
+def _proc_status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # MiB
+    return float("nan")
+
+
+def memory_child(lib, case, iters=3):
+    """In a fresh process: print JSON {"base": RSS MiB once the imports and the network are
+    loaded, "peak": VmHWM after building the inversion and running 1 + ``iters`` iterations}."""
+    if lib == "torch":
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    elif lib == "jax":
+        import jax.numpy  # noqa: F401 - imported before the baseline, like torch
+    runner = runners(case, [lib]).get(lib)
+    if runner is None:
+        print(json.dumps(None))
+        return 0
+    state = {"base": _proc_status("VmRSS")}
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+    except OSError:
+        state["no_reset"] = True
+
+    def on_step(i):
+        state["peak"] = _proc_status("VmHWM")
+
+    runner.times(1, iters, on_step)
+    print(json.dumps(state))
+    return 0
+
+
+def measure_memory(lib, case, threads):
+    cmd = [sys.executable, "-m", "benchmarks.run", "--memory-child", lib, case]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=_env_threads(threads),
+                         cwd=ROOT)
+    if res.returncode != 0:
+        return {"error": (res.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# --- the report ------------------------------------------------------------------------------
+def environment(threads):
+    import numpy as np
+
+    import minigrad as mg
+
+    info = {"minigrad": mg.__version__, "numpy": np.__version__, "python":
+            platform.python_version(), "threads": threads, "cores": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        info["torch"] = None
+    from benchmarks import ref_jax
+
+    info["jax"] = ref_jax.version()
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info["cpu"] = cpu
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        info["blas"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # noqa: BLE001 - older NumPy
+        info["blas"] = "?"
+    try:
+        info["load"] = "%.1f %.1f %.1f" % os.getloadavg()
+    except OSError:
+        info["load"] = "?"
+    return info
+
+
+def _ms(v):
+    return "–" if v is None else f"{v * 1e3:.1f}"
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b <= 0 else a / b
+
+
+def _fmt_ratio(r):
+    return "–" if r is None else f"{r:.2f}"
+
+
+def render(rows, env, args, sgemm, gpu_rows, command):
+    lines = [
+        f"Command: `{command}`  ",
+        f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; CPU: {env['cpu']}, "
+        f"{env['cores']} cores (load average at start {env['load']}); Python {env['python']}; "
+        f"minigrad {env['minigrad']}, NumPy {env['numpy']} ({env['blas']}), "
+        f"PyTorch {env['torch']}, JAX {env['jax'] or 'not installed (skipped)'}.  ",
+        f"Threads: {args.threads} for NumPy's BLAS, torch.set_num_threads "
+        f"({env.get('torch_threads')}) and XLA. Median of {args.rounds} interleaved rounds × "
+        f"{args.repeat} iterations after {args.warmup} warm-up iterations per round; "
+        f"CVPR15 preset, random weights; CNN inputs at the network's size, HOG/HOGb/DSIFT "
+        f"{FEATURE_SIZE}×{FEATURE_SIZE} grey. Peak memory: fresh child process per cell, "
+        f"Linux VmHWM (peak RSS) over setup + 4 iterations; \"iter\" = peak − RSS with "
+        f"imports and weights loaded.",
+        "",
+        "| case | minigrad-numpy ms | torch-cpu ms | jax-cpu ms | mg/torch | mg/jax | target "
+        "| conv GFLOP/s mg / torch | peak RSS MiB mg / torch / jax | iter MiB mg / torch / jax "
+        "| iter mem mg/torch |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        t = r["times"]
+        rt = _ratio(t.get("minigrad"), t.get("torch"))
+        rj = _ratio(t.get("minigrad"), t.get("jax"))
+        target = TARGETS.get(r["case"])
+        verdict = "–" if target is None or rt is None else (
+            f"≤{target:g}: {'met' if rt <= target else 'MISSED'}")
+        flops = r.get("conv_flops")
+        gf = "–" if not flops else " / ".join(
+            f"{flops / t[lib] / 1e9:.0f}" if t.get(lib) else "–" for lib in ("minigrad", "torch"))
+        mem = {lib: m for lib, m in r.get("memory", {}).items()
+               if isinstance(m, dict) and "peak" in m and "base" in m}
+        for m in mem.values():
+            m["iter"] = max(m["peak"] - m["base"], 0.0)
+        libs = ("minigrad", "torch", "jax")
+        mcol = {key: " / ".join(f"{mem[lib][key]:.0f}" if lib in mem else "–" for lib in libs)
+                for key in ("peak", "iter")}
+        mr = _ratio(mem.get("minigrad", {}).get("iter"), mem.get("torch", {}).get("iter"))
+        mverdict = "–" if mr is None else (f"{mr:.2f} "
+                                          f"({'met' if mr <= MEMORY_TARGET else 'MISSED'})")
+        lines.append(f"| {r['case']} | {_ms(t.get('minigrad'))} | {_ms(t.get('torch'))} | "
+                     f"{_ms(t.get('jax'))} | {_fmt_ratio(rt)} | {_fmt_ratio(rj)} | {verdict} | "
+                     f"{gf} | {mcol['peak']} | {mcol['iter']} | {mverdict} |")
+    lines += ["", f"Roofline: measured SGEMM (NumPy float32 2048×2048, {args.threads} threads) "
+              f"{sgemm:.0f} GFLOP/s. \"conv GFLOP/s\" = FLOPs of every conv and fc layer up to "
+              f"the target (forward + input gradient; no weight gradient) / the whole "
+              f"iteration's time, so it includes the time of pooling, LRN, the regularisers "
+              f"and the update as overhead."]
+    if gpu_rows is None:
+        lines += ["", "GPU: skipped (CuPy with a GPU is not available on this machine)."]
+    else:
+        lines += ["", "GPU (minigrad-cupy vs torch-cuda, median per iteration):", "",
+                  "| case | minigrad-cupy ms | torch-cuda ms | ratio |", "|---|---:|---:|---:|"]
+        for r in gpu_rows:
+            t = r["times"]
+            lines.append(f"| {r['case']} | {_ms(t.get('minigrad'))} | {_ms(t.get('torch'))} | "
+                         f"{_fmt_ratio(_ratio(t.get('minigrad'), t.get('torch')))} |")
+    return "\n".join(lines)
+
+
+def write_results(path, body):
+    section = f"{BEGIN}\n## Inversion iteration: minigrad vs PyTorch vs JAX (benchmarks/run.py)\n\n"
+    section += body + f"\n{END}"
+    text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def draw_chart(rows, path):
+    """Horizontal bars of minigrad's time / PyTorch's (and / JAX's), a line at 1.0."""
+    from PIL import Image, ImageDraw
+
+    items = [(r["case"], _ratio(r["times"].get("minigrad"), r["times"].get("torch")),
+              _ratio(r["times"].get("minigrad"), r["times"].get("jax"))) for r in rows]
+    top = max([v for _, a, b in items for v in (a, b) if v] + [1.5])
+    W, left, bar, gap = 760, 150, 14, 12
+    H = 50 + len(items) * (2 * bar + gap) + 30
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    scale = (W - left - 60) / top
+    d.text((10, 10), "minigrad time / framework time per inversion iteration (lower is better)",
+           fill="black")
+    d.rectangle((left, 28, left + 10, 36), fill=(200, 80, 40))
+    d.text((left + 14, 26), "vs torch-cpu", fill="black")
+    d.rectangle((left + 120, 28, left + 130, 36), fill=(60, 110, 200))
+    d.text((left + 134, 26), "vs jax-cpu", fill="black")
+    y = 50
+    for case, rt, rj in items:
+        d.text((10, y + bar // 2), case, fill="black")
+        for k, (v, colour) in enumerate(((rt, (200, 80, 40)), (rj, (60, 110, 200)))):
+            yy = y + k * bar
+            if v is not None:
+                d.rectangle((left, yy, left + int(v * scale), yy + bar - 3), fill=colour)
+                d.text((left + int(v * scale) + 4, yy), f"{v:.2f}", fill="black")
+        y += 2 * bar + gap
+    x1 = left + int(scale)
+    d.line((x1, 45, x1, y), fill="black", width=1)
+    d.text((x1 - 8, y + 4), "1.0", fill="black")
+    img.save(path)
+
+
+# --- main ------------------------------------------------------------------------------------
+def time_case(case, libs, args, device="cpu"):
+    import numpy as np
+
+    run = runners(case, libs, device)
+    samples = {lib: [] for lib in run}
+    for _ in range(args.rounds):
+        for lib, r in run.items():
+            samples[lib].extend(r.times(args.warmup, args.repeat))
+    return {lib: float(np.median(v)) for lib, v in samples.items() if v}
+
+
+def measure(args, command):
+    from benchmarks import ref_jax
+    from benchmarks.roofline import network_flops, sgemm_gflops
+
+    libs = ["minigrad"]
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        libs.append("torch")
+    except ImportError:
+        print("PyTorch is not installed: torch-cpu column skipped", file=sys.stderr)
+    if not args.no_jax:
+        if ref_jax.available():
+            libs.append("jax")
+        else:
+            print("note: jax is not installed; the jax-cpu column is skipped", file=sys.stderr)
+    env = environment(args.threads)
+    sgemm = sgemm_gflops()
+    cases = args.cases.split(",") if args.cases else list(QUICK if args.quick else CASES)
+    rows = []
+    for case in cases:
+        t0 = time.perf_counter()
+        times = time_case(case, libs, args)
+        row = {"case": case, "times": times}
+        rep, _, layer = problem(case)
+        if rep.kind == "cnn":
+            conv, fc = network_flops(rep, layer)
+            row["conv_flops"] = conv + fc
+        if not args.no_memory:
+            row["memory"] = {lib: measure_memory(lib, case, args.threads) for lib in libs}
+        rows.append(row)
+        print(f"# {case}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items())
+              + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    gpu_rows = None
+    from minigrad import backend
+
+    if backend.gpu_available() and "torch" in libs:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu_rows = [{"case": c, "times": time_case(c, ["minigrad", "torch"], args, "cuda")}
+                        for c in cases if not c.startswith(("hog", "dsift"))]
+    body = render(rows, env, args, sgemm, gpu_rows, command)
+    return body, rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="minigrad bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help=f"only {', '.join(QUICK)}, 1 round of 3 iterations")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=None, help="timed iterations per round")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--cases", default=None, help=f"comma-separated, from {', '.join(CASES)}")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS children")
+    ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"),
+                    help="Markdown file whose run.py section is replaced ('' to skip)")
+    ap.add_argument("--png", default=os.path.join(ROOT, "benchmarks", "run.png"),
+                    help="bar chart ('' to skip)")
+    ap.add_argument("--memory-child", nargs=2, metavar=("LIB", "CASE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.memory_child:
+        return memory_child(*args.memory_child)
+    args.repeat = args.repeat or (3 if args.quick else 8)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.run" + "".join(f" {a}" for a in raw)
+    if not _threads_set(args.threads):  # BLAS threads are fixed when NumPy loads: re-run
+        cmd = [sys.executable, "-m", "benchmarks.run"] + raw
+        return subprocess.run(cmd, env=_env_threads(args.threads), cwd=ROOT).returncode
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    body, rows = measure(args, command)
+    print(body)
+    if args.results:
+        write_results(args.results, body)
+    if args.png:
+        draw_chart(rows, args.png)
+        print(f"\nchart: {args.png}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
