@@ -1,0 +1,1 @@
+"""The papers' evaluation (issue 7): ``python -m benchmarks.paper [--quick | --tiny]``."""
