@@ -44,7 +44,7 @@ def layer_plot(series, xlabels, title="", ylabel="relative error", size=(760, 42
         ImageDraw.Draw(tile).text((2, 1), lab, fill=(0, 0, 0), font=font)
         tile = tile.rotate(60, expand=True, fillcolor=(255, 255, 255))
         img.paste(tile, (int(xx - tile.width + 6), H - bottom + 6))
-    d.text((6, top - 22), ylabel, fill=(0, 0, 0), font=font)
+    d.text((left + 6, top + 4), ylabel, fill=(90, 90, 90), font=font)
     for k, (name, ys) in enumerate(series.items()):
         colour = COLOURS[k % len(COLOURS)]
         pts = [px(i, y) for i, y in enumerate(ys) if y is not None and math.isfinite(y)]
