@@ -9,8 +9,8 @@ Same problem (``benchmarks.ref_common.Problem``: options, schedule, initial x fr
 seeded NumPy generator, mask, input scale, σ and weights of the terms), and in PyTorch:
 
 - **the network** built from the minigrad representation's own arrays: CNNs layer for layer
-  from ``models.cnn`` (``benchmarks.bench_models.torch_network``: Conv2d with groups,
-  MaxPool2d with ceil_mode, LocalResponseNorm, Linear after flatten/adaptive pool), HOG, HOGb
+  from ``models.cnn`` as torch.nn.functional calls on the same arrays (conv2d with groups,
+  max_pool2d with ceil_mode, local_response_norm, linear after flatten/adaptive pool), HOG, HOGb
   and DSIFT from ``benchmarks.torch_features`` (fixed filter banks + autograd);
 - **the energy** E = C·‖M(Φ(crop_J(s·x)) − Φ0)‖²/‖MΦ0‖² + w_α·R_α(x) + w_TV·TV_β(x), per
   image, summed over restarts. The α-norm and TV are ``torch.autograd.Function``s with
@@ -26,6 +26,7 @@ seeded NumPy generator, mask, input scale, σ and weights of the terms), and in 
 """
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -248,18 +249,48 @@ def _hog_and_dsift():
     return HOG, DSIFT
 
 
-# --- networks --------------------------------------------------------------------------------
+# --- networks ----------------------------------------------------------------------------------
+def _torch_cnn(rep, layer, device):
+    """``rep``'s layers up to ``layer`` as torch.nn.functional calls on tensors that share the
+    representation's weight arrays (``torch.from_numpy``: no copy on the CPU)."""
+    from models.cnn import FC, LRN, Conv, MaxPool, ReLU
+
+    TF = torch.nn.functional
+    mods = rep._modules[:rep.layer_index(layer) + 1]
+    with warnings.catch_warnings():  # read-only arrays: shared, never written
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        w = {k: torch.from_numpy(v.numpy()).to(device) for k, v in rep.params.items()
+             if any(k.startswith(m.name + ".") for m in mods)}
+
+    def fc(m, x):
+        if m.flatten:
+            if m.pool is not None:
+                x = TF.adaptive_avg_pool2d(x, m.pool)
+            x = x.flatten(1)
+        return TF.linear(x, w[f"{m.name}.weight"], w[f"{m.name}.bias"])
+
+    table = {
+        Conv: lambda m, x: TF.conv2d(x, w[f"{m.name}.weight"], w[f"{m.name}.bias"], m.stride,
+                                     m.pad, 1, m.groups),
+        ReLU: lambda m, x: TF.relu(x),
+        MaxPool: lambda m, x: TF.max_pool2d(x, m.k, m.stride, ceil_mode=m.ceil_mode),
+        LRN: lambda m, x: TF.local_response_norm(x, m.size, m.alpha, m.beta, m.k),
+        FC: fc,
+    }
+
+    def net(x):
+        for m in mods:
+            x = table[type(m)](m, x)
+        return x
+
+    return net
+
+
 def torch_representation(rep, layer, device="cpu"):
     """A callable x (N, C, H, W) -> Φ(x) at ``layer``, in PyTorch, with ``rep``'s weights."""
     kind = getattr(rep, "kind", "cnn")
     if kind == "cnn":
-        from .bench_models import torch_network
-
-        mods = torch_network(rep)[:rep.layer_index(layer) + 1]
-        seq = torch.nn.Sequential(*mods).to(device).eval()
-        for p in seq.parameters():
-            p.requires_grad_(False)
-        return seq
+        return _torch_cnn(rep, layer, device)
     TorchHOG, TorchDSIFT = _hog_and_dsift()
     if device != "cpu":
         raise ValueError("the PyTorch HOG/DSIFT references run on the CPU only")
