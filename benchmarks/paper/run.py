@@ -117,6 +117,7 @@ class Runner:
 
     def __init__(self):
         self.memo = {}
+        self.retries = []
         self.count = 0
         self.seconds = 0.0
 
@@ -126,13 +127,28 @@ class Runner:
              tuple(sorted((a, repr(b)) for a, b in kw.items())))
         if k in self.memo:
             return self.memo[k]
+        r = self._invert(rep, image, layer, preset, **kw)
+        if r.status == "non-finite" and preset == "cvpr15" and "lr" not in kw:
+            # the momentum iteration diverged (x^6 overflowed): run again at a tenth of the
+            # learning rate and keep both in the record; the retry is what the tables use
+            first = r
+            r = self._invert(rep, image, layer, preset, lr=first.options["lr"] / 10, **kw)
+            r.retry_of = first
+            self.retries.append({
+                "representation": rep.name, "layer": layer, "options": repr(kw),
+                "message": first.message, "first_error": first.metrics["relative_error"],
+                "retry_lr": first.options["lr"] / 10, "retry_status": r.status,
+                "retry_error": r.metrics["relative_error"]})
+        self.memo[k] = r
+        return r
+
+    def _invert(self, rep, image, layer, preset, **kw):
         r = invert(rep, image, layer, preset, **kw)
         self.count += 1
         self.seconds += r.wall_time
         extra = "" if r.status == "completed" else f" [{r.status}: {r.message}]"
         log(f"  {rep.name}/{layer} {preset} {kw}: rel.err {r.metrics['relative_error']:.4f} "
             f"in {r.wall_time:.1f}s{extra}")
-        self.memo[k] = r
         return r
 
 
@@ -184,7 +200,7 @@ def table1(cfg, images, run, figs):
                 "err": 100 * M.normalised_error(phi, phi0, n_unsq),
                 "err_sq": 100 * M.normalised_error(phi, phi0, n_sq, squared=True),
                 "rel": 100 * M.relative_error(phi, phi0),
-                "status": r.status,
+                "status": r.status, "retried": hasattr(r, "retry_of"),
             })
             recon[(label, n)] = r.image
         res = {"method": label, "representation": name, "options": kw,
@@ -245,6 +261,7 @@ def cnn_curves(cfg, net, rep, image, layers, iters_cvpr, iters_ijcv, run):
             images[label].append(r.image)
             details.append({"layer": layer, "config": label, "relative_error": e,
                             "status": r.status, "seconds": r.wall_time,
+                            "retried": hasattr(r, "retry_of"),
                             "consistent": classification_consistency(rep, r.x, x0),
                             "lambda_tv": r.options.get("lambda_tv"),
                             "jitter": r.options.get("jitter"), "iters": r.options.get("iters")})
@@ -442,7 +459,7 @@ def main(argv=None):
         "config": {k: v for k, v in dataclasses.asdict(cfg).items()}, "images": infos,
         "notes": notes, "table1": table, "alexnet": alex_res, "vgg16": vgg_res,
         "weights": {"alexnet": alex_w, "vgg16": vgg_w}, "figures": figs,
-        "figure_errors": fig_out,
+        "figure_errors": fig_out, "retries": run.retries,
     }
     save_json(cfg.out / "results.json", results)
     from .report import render
