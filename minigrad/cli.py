@@ -15,6 +15,7 @@ traceback). Ctrl-C during an inversion writes the current image and metrics, mar
 import argparse
 import html
 import os
+import pathlib
 import platform
 import sys
 import tempfile
@@ -474,6 +475,19 @@ def cmd_gradcheck(args):
     return int(gradcheck_all.main(only=args.only, device=args.device) or 0)
 
 
+def cmd_bench(args):
+    """``minigrad bench``: benchmarks/run.py, which lives in the source checkout."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "run.py").is_file():
+        raise CLIError("the benchmarks are part of the source checkout, not the installed "
+                       "package: clone the repository and run `minigrad bench` from there")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks import run as bench_run
+
+    return int(bench_run.main(args.bench_args) or 0)
+
+
 # --- parser --------------------------------------------------------------------------------------
 def _add_common(p, layer=True):
     p.add_argument("image", help="input image (PNG, JPEG, ...)")
@@ -540,6 +554,12 @@ def build_parser():
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=cmd_gradcheck)
 
+    p = sub.add_parser("bench", help="inversion iteration time against PyTorch (and JAX)",
+                       description="Runs benchmarks/run.py; arguments are passed through "
+                       "(e.g. --quick, --cases, --threads).", add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_bench)
+
     try:
         from weights import cli as weights_cli
 
@@ -552,7 +572,11 @@ def build_parser():
 def main(argv=None):
     """Entry point of the ``minigrad`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # everything after `bench` belongs to benchmarks/run.py
+        args = argparse.Namespace(func=cmd_bench, bench_args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return EXIT_ERROR

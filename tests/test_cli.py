@@ -218,3 +218,12 @@ def test_gradcheck_and_weights_subcommands():
     assert "relu" in r.stdout and "pass" in r.stdout
     r = run("weights", "--help")
     assert r.returncode == 0 and "fetch" in r.stdout
+
+
+def test_bench_passes_its_arguments_to_the_benchmark_script():
+    r = run("bench", "--help")
+    assert r.returncode == 0, r.stderr
+    assert "usage: minigrad bench" in r.stdout and "--quick" in r.stdout
+    r = run("bench", "--cases", "no-such-case", "--no-memory")
+    assert r.returncode != 0
+    assert "no-such-case" in (r.stdout + r.stderr)
