@@ -40,12 +40,10 @@ def im2col(x_pad, kh, kw, sy, sx, dy, dx, oh, ow, groups=1):
     return cols
 
 
-def col2im(cols, padded_shape, sy, sx, dy, dx):
-    """Adjoint of im2col: (N, G, kh, kw, C/G, oh, ow) -> (N, C, Hp, Wp), summing overlaps."""
-    xp = get_array_module(cols)
+def col2im(cols, out, sy, sx, dy, dx):
+    """Adjoint of im2col: add (N, G, kh, kw, C/G, oh, ow) columns into out (N, C, Hp, Wp)."""
     N, G, kh, kw, Cg, oh, ow = cols.shape
-    out = xp.zeros(padded_shape, dtype=cols.dtype)
-    out_groups = out.reshape(N, G, Cg, *padded_shape[2:])  # a view: (N, G, Cg, Hp, Wp)
+    out_groups = out.reshape(N, G, Cg, *out.shape[2:])  # splitting an axis: always a view
     for i, rows in enumerate(window_slices(kh, sy, dy, oh)):
         for j, columns in enumerate(window_slices(kw, sx, dx, ow)):
             out_groups[..., rows, columns] += cols[:, :, i, j]
@@ -63,8 +61,28 @@ def conv_output_size(size, k, s, p, d=1):
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+# im2col buffers above this many elements are built in blocks of output rows (when no weight
+# gradient needs them kept): VGG-16's conv1_2 would otherwise take 115 MB of columns.
+COLS_BUDGET = 2 ** 23
+
+
+def row_blocks(oh, elements_per_row, whole=False):
+    """Ranges of output rows whose im2col columns fit in COLS_BUDGET elements."""
+    rows = oh if whole else max(1, min(oh, COLS_BUDGET // elements_per_row))
+    return [(r, min(r + rows, oh)) for r in range(0, oh, rows)]
+
+
+def input_rows(r0, r1, sy, dy, kh):
+    """The padded-input rows that output rows [r0, r1) read."""
+    return slice(r0 * sy, (r1 - 1) * sy + dy * (kh - 1) + 1)
+
+
 class Conv2d(Function):
-    """y[n, o] = b[o] + Σ_{c,i,j} W[o, c, i, j] · x_pad[n, g·Cg + c, s·u + d·i, s·v + d·j]."""
+    """y[n, o] = b[o] + Σ_{c,i,j} W[o, c, i, j] · x_pad[n, g·Cg + c, s·u + d·i, s·v + d·j].
+
+    One GEMM per group, (Og, K) @ (K, L), with K = kh·kw·Cg and L the output pixels; large
+    inputs run it over blocks of output rows so that the columns stay within COLS_BUDGET.
+    """
 
     def forward(self, x, W, b=None, stride=1, padding=0, dilation=1, groups=1, W_mat=None):
         (sy, sx), (ph, pw), (dy, dx) = pair(stride, "stride"), pair(padding, "padding"), pair(
@@ -73,6 +91,7 @@ class Conv2d(Function):
         xp = get_array_module(x, W)
         N, C, H, Wd = x.shape
         O, Cg, kh, kw = W.shape
+        G, K = groups, kh * kw * Cg
         oh, ow = conv_output_size(H, kh, sy, ph, dy), conv_output_size(Wd, kw, sx, pw, dx)
         if oh < 1 or ow < 1:
             raise ValueError(
@@ -80,29 +99,43 @@ class Conv2d(Function):
                 f"{H + 2 * ph}x{Wd + 2 * pw} (input shape {x.shape})"
             )
         x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-        cols = im2col(x_pad, kh, kw, sy, sx, dy, dx, oh, ow, groups)  # (N, G, kh, kw, Cg, oh, ow)
-        cols = cols.reshape(N, groups, kh * kw * Cg, oh * ow)  # (N, G, K, L)
         if W_mat is None:  # a constant weight passes its cached matrix (functional.conv2d)
-            W_mat = weight_matrix(W, groups)  # (G, Og, K)
-        y = (W_mat @ cols).reshape(N, O, oh, ow)  # (N, G, Og, L) -> (N, O, oh, ow)
+            W_mat = weight_matrix(W, G)  # (G, Og, K)
+        blocks = row_blocks(oh, N * G * K * ow, whole=self.needs_input_grad[1])
+        y = None if len(blocks) == 1 else xp.empty((N, G, O // G, oh, ow), dtype=x.dtype)
+        for r0, r1 in blocks:
+            x_rows = x_pad[:, :, input_rows(r0, r1, sy, dy, kh)]
+            cols = im2col(x_rows, kh, kw, sy, sx, dy, dx, r1 - r0, ow, G)  # (N,G,kh,kw,Cg,rb,ow)
+            cols = cols.reshape(N, G, K, (r1 - r0) * ow)  # (N, G, K, L)
+            y_rows = W_mat @ cols  # (N, G, Og, L)
+            if y is None:
+                y = y_rows
+            else:
+                y[:, :, :, r0:r1] = y_rows.reshape(N, G, O // G, r1 - r0, ow)
+        y = y.reshape(N, O, oh, ow)
         if b is not None:
             y += b.reshape(1, O, 1, 1)
-        self.params = (x_pad.shape, (sy, sx), (ph, pw), (dy, dx), groups, (kh, kw))
+        self.params = (x_pad.shape, (sy, sx), (ph, pw), (dy, dx), G, (kh, kw), blocks)
         self.W_mat = W_mat if self.needs_input_grad[0] else None
         self.cols = cols if self.needs_input_grad[1] else None  # kept only for the weight gradient
         return y
 
     def backward(self, gy):
-        padded_shape, (sy, sx), (ph, pw), (dy, dx), G, (kh, kw) = self.params
+        padded_shape, (sy, sx), (ph, pw), (dy, dx), G, (kh, kw), blocks = self.params
         N, O, oh, ow = gy.shape
-        gy_mat = gy.reshape(N, G, O // G, oh * ow)  # (N, G, Og, L)
         gx = gW = gb = None
         if self.needs_input_grad[0]:
-            gcols = self.W_mat.swapaxes(1, 2) @ gy_mat  # (N, G, K, L)
-            gcols = gcols.reshape(N, G, kh, kw, padded_shape[1] // G, oh, ow)
-            gx = col2im(gcols, padded_shape, sy, sx, dy, dx)
+            gx = get_array_module(gy).zeros(padded_shape, dtype=gy.dtype)
+            gy_groups = gy.reshape(N, G, O // G, oh, ow)
+            W_t = self.W_mat.swapaxes(1, 2)  # (G, K, Og)
+            for r0, r1 in blocks:
+                g_rows = gy_groups[:, :, :, r0:r1].reshape(N, G, O // G, (r1 - r0) * ow)
+                gcols = W_t @ g_rows  # (N, G, K, L)
+                gcols = gcols.reshape(N, G, kh, kw, -1, r1 - r0, ow)  # (N, G, kh, kw, Cg, rb, ow)
+                col2im(gcols, gx[:, :, input_rows(r0, r1, sy, dy, kh)], sy, sx, dy, dx)
             gx = gx[:, :, ph:padded_shape[2] - ph, pw:padded_shape[3] - pw]
         if self.needs_input_grad[1]:
+            gy_mat = gy.reshape(N, G, O // G, oh * ow)  # (N, G, Og, L)
             gW = (gy_mat @ self.cols.swapaxes(2, 3)).sum(axis=0)  # (G, Og, K)
             gW = gW.reshape(O, kh, kw, -1).transpose(0, 3, 1, 2)  # (O, Cg, kh, kw)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
