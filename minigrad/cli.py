@@ -148,6 +148,8 @@ def _overrides(args):
         v = getattr(args, name, None)
         if v is not None:
             o[name] = v
+    if getattr(args, "lr", None) is not None:  # the base rate: cvpr15's lr, ijcv16's eta
+        o["lr" if args.preset == "cvpr15" else "eta"] = args.lr
     return o
 
 
@@ -262,7 +264,8 @@ def cmd_invert(args):
          + (f", PSNR {m['psnr']:.2f} dB" if "psnr" in m else "")
          + f", {m['iterations']} iterations in {result.wall_time:.1f} s -> {out}", args.quiet)
     if result.status == "non-finite":
-        _say(f"warning: {result.message}", False)
+        _say(f"warning: {result.message}; a lower --lr (e.g. a tenth) usually avoids this",
+             False)
     if interrupted:
         _say(f"interrupted: wrote the current image and metrics to {out}", False)
         return EXIT_INTERRUPTED
@@ -496,6 +499,8 @@ def _add_common(p, layer=True):
     p.add_argument("--preset", default="cvpr15", choices=["cvpr15", "ijcv16"])
     p.add_argument("--iters", type=int, help="iterations (the preset's schedule is stretched)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--lr", type=float, help="base learning rate (cvpr15: lr, default 0.004; "
+                   "ijcv16: eta, default HW·0.05·B²/α); lower it if a run diverges")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--resize", type=int, metavar="N",
                    help="resize the image so its longer side is N pixels (also allows huge ones)")

@@ -227,3 +227,18 @@ def test_bench_passes_its_arguments_to_the_benchmark_script():
     r = run("bench", "--cases", "no-such-case", "--no-memory")
     assert r.returncode != 0
     assert "no-such-case" in (r.stdout + r.stderr)
+
+
+def test_lr_option_and_divergence_warning(photo, tmp_path):
+    out = tmp_path / "fast"
+    r = run("invert", photo, "--net", "hog", "--iters", 10, "--lr", 1e6, "--out", out)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["options"]["lr"] == 1e6 and m["status"] == "non-finite"
+    assert "non-finite" in r.stderr and "lower --lr" in r.stderr
+    check_png(out / "reconstruction.png")  # the last finite x is still written
+    r = run("invert", photo, "--net", "hog", "--preset", "ijcv16", "--iters", 3, "--lr", 5.0,
+            "--out", tmp_path / "ijcv")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "ijcv" / "metrics.json").read_text())
+    assert m["options"]["eta"] == 5.0
