@@ -5,6 +5,7 @@ PyTorch and Caffe), zero padding, output size floor((H + 2p - d(k-1) - 1) / s) +
 im2col copies one strided slice per kernel offset (kh·kw copies, no loop over pixels or
 channels); col2im is the mirror with ``+=``.
 """
+from .. import backend
 from ..backend import get_array_module
 from ..tensor import Function
 
@@ -27,17 +28,17 @@ def window_slices(k, s, d, out):
 def im2col(x_pad, kh, kw, sy, sx, dy, dx, oh, ow, groups=1):
     """(N, C, Hp, Wp) padded input -> (N, G, kh, kw, C/G, oh, ow) columns.
 
-    The kernel offset comes before the channel so that each copy writes one contiguous
-    (C/G, oh, ow) block; the weights are reordered to match (see ``weight_matrix``).
+    A strided view picks every window element without copying; one copy then lays the
+    columns out contiguously. The kernel offset comes before the channel so that col2im adds
+    whole (C/G, oh, ow) blocks; the weights are reordered to match (see ``weight_matrix``).
     """
-    xp = get_array_module(x_pad)
     N, C, Hp, Wp = x_pad.shape
-    x_groups = x_pad.reshape(N, groups, C // groups, Hp, Wp)  # (N, G, Cg, Hp, Wp)
-    cols = xp.empty((N, groups, kh, kw, C // groups, oh, ow), dtype=x_pad.dtype)
-    for i, rows in enumerate(window_slices(kh, sy, dy, oh)):
-        for j, columns in enumerate(window_slices(kw, sx, dx, ow)):
-            cols[:, :, i, j] = x_groups[..., rows, columns]
-    return cols
+    sN, sC, sH, sW = x_pad.strides
+    Cg = C // groups
+    windows = backend.as_strided(  # windows[n, g, i, j, c, u, v] = x_pad[n, g·Cg + c, ...]
+        x_pad, (N, groups, kh, kw, Cg, oh, ow),
+        (sN, sC * Cg, sH * dy, sW * dx, sC, sH * sy, sW * sx))
+    return get_array_module(x_pad).ascontiguousarray(windows)
 
 
 def col2im(cols, out, sy, sx, dy, dx):
@@ -98,7 +99,7 @@ class Conv2d(Function):
                 f"conv2d: kernel {kh}x{kw} (dilation {dy}x{dx}) is larger than the padded input "
                 f"{H + 2 * ph}x{Wd + 2 * pw} (input shape {x.shape})"
             )
-        x_pad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+        x_pad = backend.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
         if W_mat is None:  # a constant weight passes its cached matrix (functional.conv2d)
             W_mat = weight_matrix(W, G)  # (G, Og, K)
         blocks = row_blocks(oh, N * G * K * ow, whole=self.needs_input_grad[1])

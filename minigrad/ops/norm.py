@@ -5,15 +5,15 @@
 
 MatConvNet's and Chainer's ``alpha`` is this alpha/n.
 """
+from .. import backend
 from ..backend import get_array_module
 from ..tensor import Function
 
 
 def window_sum(a, before, after):
     """s_c = Σ_{c'=c-before}^{c+after} a_c' over axis 1, zero outside (one slice add per offset)."""
-    xp = get_array_module(a)
     C = a.shape[1]
-    padded = xp.pad(a, ((0, 0), (before, after), (0, 0), (0, 0)))
+    padded = backend.pad(a, ((0, 0), (before, after), (0, 0), (0, 0)))
     total = padded[:, 0:C].copy()
     for shift in range(1, before + after + 1):
         total += padded[:, shift:shift + C]

@@ -6,6 +6,7 @@ Max-pool ties send the whole gradient to the first maximum in scan order, as PyT
 """
 import math
 
+from .. import backend
 from ..backend import get_array_module
 from ..tensor import Function
 from .conv import pair, window_slices
@@ -89,7 +90,7 @@ class MaxPool2d(Function):
         oh = _count(offsets[0][0])
         ow = _count(offsets[0][1])
         padded = any(p for pair_ in pads for p in pair_)
-        x_pad = xp.pad(x, pads, constant_values=-xp.inf) if padded else x  # (N, C, Hp, Wp)
+        x_pad = backend.pad(x, pads, -xp.inf) if padded else x  # (N, C, Hp, Wp)
         rows_max, self.row_winner = _max_along(x_pad, 2, kh, sy, oh)  # (N, C, oh, Wp)
         y, self.col_winner = _max_along(rows_max, 3, kw, sx, ow)  # (N, C, oh, ow)
         self.geometry = (kh, kw, sy, sx, pads, x_pad.shape, rows_max.shape)
@@ -117,7 +118,7 @@ class AvgPool2d(Function):
         xp = get_array_module(x)
         pads, self.offsets = _pool_geometry(x, kernel_size, stride, padding, ceil_mode,
                                             "avg_pool2d")
-        x_pad = xp.pad(x, pads)
+        x_pad = backend.pad(x, pads)
         ones = xp.ones((1, 1) + x.shape[2:], dtype=x.dtype)  # which positions count
         ph, pw = pads[2][0], pads[3][0]
         counted = xp.pad(ones, ((0, 0), (0, 0), (ph, ph), (pw, pw)),

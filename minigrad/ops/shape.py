@@ -35,7 +35,7 @@ class Pad(Function):
 
     def forward(self, a, pad, value=0.0):
         self.inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad, a.shape))
-        return get_array_module(a).pad(a, pad, mode="constant", constant_values=value)
+        return backend.pad(a, pad, value)
 
     def backward(self, gy):
         return gy[self.inner]
