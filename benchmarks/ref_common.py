@@ -21,10 +21,9 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.inversion import (
-    RHO,
-    InversionError,
     _is_image,
     build_mask,
+    initial_canvas,
     input_scale,
     resolve_options,
     schedule_for,
@@ -78,7 +77,6 @@ class Problem:
         R, C = opts["restarts"], rep.channels
         J = opts["jitter"]
         H, W = hw
-        Hc, Wc = H + J - 1, W + J - 1
         centre = (J - 1) // 2
         scale = input_scale(rep, hw)
         unit_scale = bool(np.all(scale == 1))
@@ -88,28 +86,9 @@ class Problem:
         schedule = schedule_for(opts, hw)
         opts["iters"] = schedule.total
 
-        # initialisation: the same generator, draws and float64 arithmetic as invert()
+        # initialisation: the same generator and function as invert()
         rng = np.random.default_rng(opts["seed"])
-        init = opts["init"]
-        if isinstance(init, str):
-            if init == "gaussian":
-                z = rng.standard_normal((R, C, Hc, Wc))
-                norms = np.sqrt((z * z).reshape(R, -1).sum(axis=1)).reshape(R, 1, 1, 1)
-                target_norm = opts["sigma"] if cvpr else RHO * math.sqrt(C * H * W)
-                z *= target_norm / norms
-            elif init == "uniform":
-                z = rng.uniform(-1.0, 1.0, (R, C, Hc, Wc))
-                p95 = np.percentile(np.abs(z).reshape(R, -1), 95, axis=1).reshape(R, 1, 1, 1)
-                z *= (opts.get("B", 80.0) / math.sqrt(3)) / p95
-            else:
-                raise InversionError(f"init must be 'gaussian', 'uniform' or an array: {init!r}")
-        else:
-            z = np.asarray(backend.asnumpy(getattr(init, "data", init)), dtype=np.float64)
-            z = z.reshape((-1, C) + z.shape[-2:]) / scale
-            if z.shape[-2:] == (H, W) and J > 1:
-                lo, hi = centre, J - 1 - centre
-                z = np.pad(z, ((0, 0), (0, 0), (lo, hi), (lo, hi)), mode="edge")
-            z = np.broadcast_to(z, (R, C, Hc, Wc)).copy()
+        z = initial_canvas(opts, rng, R, C, (H, W), J, scale)
         x_init = z.astype(np.float32)
 
         if cvpr:

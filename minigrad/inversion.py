@@ -318,6 +318,39 @@ def input_scale(rep, hw):
     return np.ones((1, rep.channels, 1, 1))
 
 
+def initial_canvas(opts, rng, R, C, hw, J, scale_host):
+    """The host float64 starting canvas (R, C, H+J-1, W+J-1) in pixel units.
+
+    "gaussian" (cvpr15): normal noise rescaled to ‖x‖ = σ; "uniform" (ijcv16): U[-1, 1] scaled so
+    that the 95th percentile of |x| is B/√3; or an array in the input space, (C, H, W),
+    (R|1, C, H, W) or canvas-sized, edge-padded to the canvas when jitter needs it.
+    """
+    H, W = hw
+    Hc, Wc = H + J - 1, W + J - 1
+    init = opts["init"]
+    if isinstance(init, str):
+        if init == "gaussian":
+            z = rng.standard_normal((R, C, Hc, Wc))
+            norms = np.sqrt((z * z).reshape(R, -1).sum(axis=1)).reshape(R, 1, 1, 1)
+            cvpr = opts["formulation"] == "cvpr15"
+            target_norm = opts["sigma"] if cvpr else RHO * math.sqrt(C * H * W)
+            return z * (target_norm / norms)
+        if init == "uniform":
+            z = rng.uniform(-1.0, 1.0, (R, C, Hc, Wc))
+            p95 = np.percentile(np.abs(z).reshape(R, -1), 95, axis=1).reshape(R, 1, 1, 1)
+            return z * ((opts.get("B", 80.0) / math.sqrt(3)) / p95)
+        raise InversionError(f"init must be 'gaussian', 'uniform' or an array, got {init!r}")
+    z = np.asarray(backend.asnumpy(getattr(init, "data", init)), dtype=np.float64)
+    z = z.reshape((-1, C) + z.shape[-2:]) / scale_host
+    if z.shape[-2:] == (H, W) and J > 1:
+        centre = (J - 1) // 2
+        z = np.pad(z, ((0, 0), (0, 0), (centre, J - 1 - centre), (centre, J - 1 - centre)),
+                   mode="edge")
+    if z.shape[-2:] != (Hc, Wc):
+        raise InversionError(f"init of shape {z.shape} does not match the canvas {Hc}x{Wc}")
+    return np.broadcast_to(z, (R, C, Hc, Wc)).copy()
+
+
 def _is_image(target):
     return isinstance(target, np.ndarray) and target.dtype == np.uint8
 
@@ -397,28 +430,8 @@ def invert(rep, target, layer=None, preset="cvpr15", **overrides):
 
     # initialisation (host RNG, then moved: CPU and GPU start from the same x)
     rng = np.random.default_rng(opts["seed"])
-    init = opts["init"]
-    if isinstance(init, str):
-        if init == "gaussian":
-            z = rng.standard_normal((R, C, Hc, Wc))
-            norms = np.sqrt((z * z).reshape(R, -1).sum(axis=1)).reshape(R, 1, 1, 1)
-            target_norm = opts["sigma"] if cvpr else RHO * math.sqrt(C * H * W)
-            z *= target_norm / norms
-        elif init == "uniform":
-            z = rng.uniform(-1.0, 1.0, (R, C, Hc, Wc))
-            p95 = np.percentile(np.abs(z).reshape(R, -1), 95, axis=1).reshape(R, 1, 1, 1)
-            z *= (opts.get("B", 80.0) / math.sqrt(3)) / p95
-        else:
-            raise InversionError(f"init must be 'gaussian', 'uniform' or an array, got {init!r}")
-    else:  # an array in the input space, (C, H, W) / (R|1, C, H, W) / canvas-sized
-        z = np.asarray(backend.asnumpy(getattr(init, "data", init)), dtype=np.float64)
-        z = z.reshape((-1, C) + z.shape[-2:]) / scale_host
-        if z.shape[-2:] == (H, W) and J > 1:
-            lo, hi = centre, J - 1 - centre
-            z = np.pad(z, ((0, 0), (0, 0), (lo, hi), (lo, hi)), mode="edge")
-        if z.shape[-2:] != (Hc, Wc):
-            raise InversionError(f"init of shape {z.shape} does not match the canvas {Hc}x{Wc}")
-        z = np.broadcast_to(z, (R, C, Hc, Wc)).copy()
+    z = initial_canvas(opts, rng, R, C, (H, W), J, scale_host)
+    if not isinstance(opts["init"], str):
         opts["init"] = "array"
     x = xp.asarray(z.astype(np.float32))
     del z

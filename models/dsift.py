@@ -28,16 +28,7 @@ from minigrad.tensor import Tensor
 
 from .base import Representation
 from .features_ops import OrientationBinning, SiftNormalize, StridedFilterBank1d
-from .hog import deprocess_image, preprocess_image
-
-_CACHE = {}
-
-
-def _cached(key, build, device, dtype):
-    full = (key, device, str(dtype))
-    if full not in _CACHE:
-        _CACHE[full] = backend.to_device(build().astype(dtype), device)
-    return _CACHE[full]
+from .hog import cached_constant, deprocess_image, preprocess_image
 
 
 def half_gradient_bank():
@@ -118,11 +109,11 @@ class DSIFT(Representation):
             raise ValueError(f"dsift with bin_size {b} needs an image of at least {3 * b + 1} "
                              f"pixels per side, got {H}x{W}")
         dev, dt = x.device, x.dtype
-        bank = Tensor._wrap(_cached("grad", half_gradient_bank, dev, dt))
+        bank = Tensor._wrap(cached_constant("grad", half_gradient_bank, dev, dt))
         g = F.conv2d(extrapolate_pad(x), bank)  # (N, 2, H, W)
         votes = OrientationBinning.apply(g[:, 0:1], g[:, 1:2], num_bins=8, bilinear=True,
                                          fast_atan=self.fast_atan)  # (N, 8, H, W)
-        spatial = _cached(("bins", b, self.window_size),
+        spatial = cached_constant(("bins", b, self.window_size),
                           lambda: spatial_bank(b, 4, self.window_size), dev, dt)
         K = spatial.shape[1]
         before = b - 1  # bin 0 of frame 0 is centred on pixel 0; its filter starts at −(b−1)

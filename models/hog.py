@@ -28,7 +28,8 @@ from .features_ops import OrientationBinning, StridedFilterBank1d, UocttiNormali
 _CACHE = {}
 
 
-def _cached(key, build, device, dtype):
+def cached_constant(key, build, device, dtype):
+    """A filter bank built once on the host by ``build()``, per (key, device, dtype)."""
     full = (key, device, str(dtype))
     if full not in _CACHE:
         _CACHE[full] = backend.to_device(build().astype(dtype), device)
@@ -111,12 +112,12 @@ class HOG(Representation):
             raise ValueError(f"HOG needs an image of at least max(4, cell_size) pixels per side, "
                              f"got {H}x{W} with cell_size {s}")
         dev, dt = x.device, x.dtype
-        bank = Tensor._wrap(_cached(("grad", C), lambda: gradient_bank(C), dev, dt))
+        bank = Tensor._wrap(cached_constant(("grad", C), lambda: gradient_bank(C), dev, dt))
         g = F.conv2d(x, bank, groups=C)  # (N, 2C, H-2, W-2): interior pixels only
         gx, gy = select_strongest_channel(g)
         votes = OrientationBinning.apply(gx, gy, num_bins=2 * O, bilinear=self.bilinear)
         hogH, hogW = hog_size(H, W, s)
-        tent = _cached(("tent", s), lambda: tent_filter(s), dev, dt)
+        tent = cached_constant(("tent", s), lambda: tent_filter(s), dev, dt)
         # the votes start at pixel 1: tap i of cell c reads vote index s·c − s//2 − 1 + i
         before = s // 2 + 1
         pad_x = (before, s * (hogW - 1) + 2 * s - before - (W - 2))
