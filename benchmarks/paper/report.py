@@ -302,10 +302,16 @@ def _cnn_discussion(res):
     ij = [k for k in c if k.startswith("ijcv16")]
     if len(ij) > 1:
         means = {k: sum(c[k]) / len(c[k]) for k in ij}
+        order = sorted(means, key=lambda k: float(k.split("C=")[-1]) if "C=" in k else 0.0)
+        monotone = all(means[a] >= means[b] for a, b in zip(order, order[1:]))
         lines.append("Mean over layers for the IJCV16 runs: " + ", ".join(
-            f"{k}: {m:.3f}" for k, m in means.items()) + " — C weighs the data term against "
-            "the image prior, so a larger C should fit the code more closely (lower error) "
-            "at the price of a less natural image.")
+            f"{k}: {means[k]:.3f}" for k in order) + ". C weighs the data term against the image "
+            "prior, so with enough iterations a larger C fits the code more closely (lower "
+            "error) at the price of a less natural image; " + (
+                "here the error does fall as C grows." if monotone else
+                "here it does not fall all the way: with this run's reduced iteration count "
+                "the largest C, whose steps are dominated by the data term, has not converged "
+                "at the deep layers, so its error ends higher than a smaller C's."))
     lines.append(
         "\nThe papers publish these curves for CaffeNet / Caffe's AlexNet on 100 ILSVRC "
         "images; paper-spec.md gives no per-layer numbers to print beside ours, so the "
