@@ -309,9 +309,9 @@ def _cnn_discussion(res):
             "prior, so with enough iterations a larger C fits the code more closely (lower "
             "error) at the price of a less natural image; " + (
                 "here the error does fall as C grows." if monotone else
-                "here it does not fall all the way: with this run's reduced iteration count "
-                "the largest C, whose steps are dominated by the data term, has not converged "
-                "at the deep layers, so its error ends higher than a smaller C's."))
+                "here it does not fall all the way: the largest C ends with a higher error "
+                "than a smaller C's at the deep layers, most likely because this run's reduced "
+                "iteration count leaves it unconverged there (not verified here)."))
     lines.append(
         "\nThe papers publish these curves for CaffeNet / Caffe's AlexNet on 100 ILSVRC "
         "images; paper-spec.md gives no per-layer numbers to print beside ours, so the "
