@@ -430,6 +430,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.memory_child:
         return memory_child(*args.memory_child)
+    unknown = [c for c in (args.cases or "").split(",") if c and c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; valid cases: {', '.join(CASES)}")
     args.repeat = args.repeat or (3 if args.quick else 8)
     args.rounds = args.rounds or (1 if args.quick else 3)
     raw = list(sys.argv[1:] if argv is None else argv)
