@@ -78,3 +78,21 @@ def normal(rng, shape, dtype="float64"):
 def on(device, array):
     """Move a host array to the device under test."""
     return backend.to_device(array, device)
+
+
+# input makers for parametrised op tables: each takes the rng and returns an array
+
+def N(*shape):
+    return lambda rng: normal(rng, shape)
+
+
+def P(*shape):
+    return lambda rng: positive(rng, shape)
+
+
+def T(*shape):
+    return lambda rng: tie_free(rng, shape)
+
+
+def K(*shape, kinks=(0.0,)):
+    return lambda rng: away_from(rng, shape, kinks=kinks)

@@ -6,27 +6,11 @@ forward + backward leave the inputs unmodified.
 """
 import numpy as np
 import pytest
-from conftest import away_from, normal, on, positive, tie_free
+from conftest import K, N, P, T, on, tie_free
 
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend
-
-
-def N(*shape):
-    return lambda rng: normal(rng, shape)
-
-
-def P(*shape):
-    return lambda rng: positive(rng, shape)
-
-
-def T(*shape):
-    return lambda rng: tie_free(rng, shape)
-
-
-def K(*shape, kinks=(0.0,)):
-    return lambda rng: away_from(rng, shape, kinks=kinks)
 
 
 def pair_distinct(shape):

@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import away_from, normal, on, positive, tie_free
+from conftest import K, N, P, T, normal, on, tie_free
 
 import minigrad as mg
 import minigrad.functional as F
@@ -51,21 +51,6 @@ def compare(mg_fn, th_fn, arrays, dtype, device, rng, scale_atol=1.0):
         np.testing.assert_allclose(backend.asnumpy(m.grad), t.grad.numpy(), rtol=rtol, atol=atol,
                                    err_msg=f"gradient of input {i}")
 
-
-def N(*shape):
-    return lambda rng: normal(rng, shape)
-
-
-def P(*shape):
-    return lambda rng: positive(rng, shape)
-
-
-def T(*shape):
-    return lambda rng: tie_free(rng, shape)
-
-
-def K(*shape, kinks=(0.0,)):
-    return lambda rng: away_from(rng, shape, kinks=kinks)
 
 
 def Mask(*shape):
