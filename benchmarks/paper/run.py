@@ -286,6 +286,21 @@ def strip_figure(cfg, name, title, image, layers, images_by_config, cell):
                                              title=title))
 
 
+def option_sweep(run, rep, image, layer, iters, option, values, default, symbol):
+    """cvpr15 reconstructions at ``layer`` for each value of one option: tiles, labels, errors.
+
+    The preset's own value is passed as no override at all, so that run is the plain preset.
+    """
+    tiles, labels, errors = [image], ["original"], {}
+    for v in values:
+        kw = {} if v == default else {option: v}
+        r = run(rep, image, layer, "cvpr15", iters=iters, **kw)
+        tiles.append(r.image)
+        labels.append(f"{symbol}={v:g} ({r.metrics['relative_error']:.2f})")
+        errors[f"{v:g}"] = r.metrics["relative_error"]
+    return tiles, labels, errors
+
+
 def figures(cfg, rep, image, run, figs, out):
     it = cfg.fig_iters
     deep = cfg.deep_layer
@@ -298,24 +313,14 @@ def figures(cfg, rep, image, run, figs, out):
         ncols=5, cell=150, title=f"4 restarts from alexnet {deep} (cvpr15, {it} iterations)"))
     out["restarts"] = rel
     # lambda TV
-    tiles, labels, out["lambda_tv"] = [image], ["original"], {}
-    for lam in (1.0, 10.0, 100.0):
-        kw = {} if lam == lambda_tv_for(rep, deep) else {"lambda_tv": lam}
-        r = run(rep, image, deep, "cvpr15", iters=it, **kw)
-        tiles.append(r.image)
-        labels.append(f"λTV={lam:g} ({r.metrics['relative_error']:.2f})")
-        out["lambda_tv"][f"{lam:g}"] = r.metrics["relative_error"]
+    tiles, labels, out["lambda_tv"] = option_sweep(
+        run, rep, image, deep, it, "lambda_tv", (1.0, 10.0, 100.0), lambda_tv_for(rep, deep), "λTV")
     figs["lambda_tv"] = save_fig(cfg, "lambda_tv_pool5", labelled_grid(
         tiles, labels, ncols=4, cell=160,
         title=f"λTV at alexnet {deep} (cvpr15, β=2, {it} iterations)"))
     # beta
-    tiles, labels, out["beta"] = [image], ["original"], {}
-    for beta in (1.0, 2.0):
-        kw = {} if beta == 2.0 else {"beta": beta}
-        r = run(rep, image, deep, "cvpr15", iters=it, **kw)
-        tiles.append(r.image)
-        labels.append(f"β={beta:g} ({r.metrics['relative_error']:.2f})")
-        out["beta"][f"{beta:g}"] = r.metrics["relative_error"]
+    tiles, labels, out["beta"] = option_sweep(
+        run, rep, image, deep, it, "beta", (1.0, 2.0), 2.0, "β")
     figs["beta"] = save_fig(cfg, "beta_pool5", labelled_grid(
         tiles, labels, ncols=3, cell=160,
         title=f"β=1 vs β=2 at alexnet {deep} (cvpr15, λTV={lambda_tv_for(rep, deep):g}, "
