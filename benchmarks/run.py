@@ -412,7 +412,7 @@ def measure(args, command):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="minigrad bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help=f"only {', '.join(QUICK)}, 1 round of 3 iterations")
     ap.add_argument("--threads", type=int, default=2)

@@ -22,9 +22,9 @@ import numpy as np
 
 import models
 import weights as weights_pkg
-from minigrad import metrics as M
 from minigrad.images import save_json, save_text
 from minigrad.inversion import invert, lambda_tv_for
+from minigrad.inversion import metrics as M
 from minigrad.tensor import Tensor, no_grad
 
 from . import imageset
