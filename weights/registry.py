@@ -11,9 +11,9 @@
   the file without torch and caches ``<cache>/<name>-torchvision.npz``; when the server
   cannot be reached it says so and falls back to the conv-only source.
 
-The cache (``weights/cache.py``) is ``$MINIGRAD_HOME/weights`` when ``MINIGRAD_HOME`` is set, else
-``~/.cache/minigrad/weights``. Nothing partial is ever left under a cache name: every file
-is written to a temporary name in the same directory and renamed when complete.
+The cache (``weights/cache.py``) is ``$MINIGRAD_HOME/weights`` when ``MINIGRAD_HOME`` is
+set, else ``~/.cache/minigrad/weights``. Nothing partial is ever left under a cache name:
+every file is written to a temporary name in the same directory and renamed when complete.
 """
 import hashlib
 import os
