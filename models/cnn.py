@@ -14,6 +14,8 @@ import os
 from collections.abc import Mapping
 
 from minigrad import F, backend
+from minigrad.ops.conv import conv_output_size
+from minigrad.ops.pool import pool_output_size
 from minigrad.tensor import Tensor
 from weights.errors import WeightsError
 
@@ -46,8 +48,8 @@ class Conv:
 
     def out_shape(self, shape):
         _, h, w = shape
-        size = lambda n: (n + 2 * self.pad - self.k) // self.stride + 1  # noqa: E731
-        return (self.cout, size(h), size(w))
+        return (self.cout,) + tuple(conv_output_size(n, self.k, self.stride, self.pad)
+                                    for n in (h, w))
 
     def window(self, shape):
         return self.k, self.stride
@@ -91,14 +93,8 @@ class MaxPool(ReLU):
 
     def out_shape(self, shape):
         c, h, w = shape
-
-        def size(n):
-            if not self.ceil_mode:
-                return (n - self.k) // self.stride + 1
-            out = math.ceil((n - self.k) / self.stride) + 1
-            return out - 1 if (out - 1) * self.stride >= n else out
-
-        return (c, size(h), size(w))
+        return (c,) + tuple(pool_output_size(n, self.k, self.stride, ceil_mode=self.ceil_mode)
+                            for n in (h, w))
 
     def window(self, shape):
         return self.k, self.stride
