@@ -89,7 +89,10 @@ class DSIFT(Representation):
         self.window_size = float(window_size)
         self.device = backend.check_device(device)
 
-    def output_shape(self, height, width):
+    def output_shape(self, layer="dsift", hw=None):
+        """(128, rows, cols) for an image of size ``hw`` = (H, W) (required: any size works)."""
+        self.check_layer(layer)
+        height, width = self._size(hw)
         b, s = self.bin_size, self.step
         return 128, num_frames(height, b, s), num_frames(width, b, s)
 

@@ -82,7 +82,10 @@ class HOG(Representation):
     def dimension(self):
         return 3 * self.num_orientations + 4
 
-    def output_shape(self, height, width):
+    def output_shape(self, layer="hog", hw=None):
+        """(3·O + 4, hogH, hogW) for an image of size ``hw`` = (H, W) (required: any size works)."""
+        self.check_layer(layer)
+        height, width = self._size(hw)
         return (self.dimension,) + hog_size(height, width, self.cell_size)
 
     def forward(self, x, layer="hog"):
