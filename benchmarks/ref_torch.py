@@ -256,7 +256,7 @@ def _torch_cnn(rep, layer, device):
     from models.cnn import FC, LRN, Conv, MaxPool, ReLU
 
     TF = torch.nn.functional
-    mods = rep._modules[:rep.layer_index(layer) + 1]
+    mods = rep.modules(layer)
     with warnings.catch_warnings():  # read-only arrays: shared, never written
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         w = {k: torch.from_numpy(v.numpy()).to(device) for k, v in rep.params.items()
