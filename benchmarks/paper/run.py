@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -359,8 +358,7 @@ def figures(cfg, rep, image, run, figs, out):
 
 # --- environment -----------------------------------------------------------------------------
 def environment():
-    import PIL
-    import scipy
+    from minigrad.app.outputs import cpu_model, versions
 
     def git(*args):
         try:
@@ -369,19 +367,9 @@ def environment():
         except Exception:  # noqa: BLE001
             return "?"
 
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "pillow": PIL.__version__,
-            "commit": git("rev-parse", "--short", "HEAD"), "cpu": cpu,
-            "cores": os.cpu_count(), "platform": platform.platform(),
-            "load_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    return dict(versions(), commit=git("rev-parse", "--short", "HEAD"), cpu=cpu_model(),
+                cores=os.cpu_count(),
+                load_start=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
 
 
 # --- main ------------------------------------------------------------------------------------
