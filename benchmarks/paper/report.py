@@ -2,7 +2,7 @@
 import math
 import time
 
-from .run import PUBLISHED
+from .published import PUBLISHED
 
 
 def _pm(d, key="std", digits=2):

@@ -28,11 +28,9 @@ from minigrad.tensor import Tensor, no_grad
 
 from . import imageset
 from .plot import labelled_grid, layer_plot, save_png_capped
+from .published import PUBLISHED  # noqa: F401 - part of this module's interface
 
 HERE = Path(__file__).resolve().parent
-PUBLISHED = {  # CVPR15 Table 1, error in % (approx., see paper-spec §7)
-    "HOGgle": (66.20, 13.7), "HOG": (28.10, 7.9), "HOGb": (10.67, 5.1), "DSIFT": (10.89, 7.5),
-}
 ALEXNET_LAYERS = ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3",
                   "conv4", "relu4", "conv5", "relu5", "pool5")
 VGG_LAYERS = ("pool1", "pool2", "pool3", "pool4", "pool5")
