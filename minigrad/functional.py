@@ -236,8 +236,8 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
 
 
 
-# --- device and dtype ------------------------------------------------------------------------
-def to(a, device):
+# --- device and dtype: Tensor methods only (x.to, x.astype), as in PyTorch ------------------
+def _to(a, device):
     """A copy on another device ('cpu' or 'cuda'); gradients flow back through it."""
     a = _t(a)
     if backend.check_device(device) == a.device:
@@ -245,7 +245,7 @@ def to(a, device):
     return shape_ops.ToDevice.apply(a, device=device)
 
 
-def astype(a, dtype):
+def _astype(a, dtype):
     return elementwise.Cast.apply(a, dtype=dtype)
 
 
@@ -265,7 +265,7 @@ TENSOR_METHODS = {
     "__getitem__": getitem, "__abs__": abs,
     "sum": sum, "mean": mean, "max": max, "reshape": reshape, "view": reshape, "exp": exp,
     "log": log, "sqrt": sqrt, "abs": abs, "relu": relu, "clamp": clamp, "flatten": flatten,
-    "permute": permute, "transpose": transpose, "to": to, "astype": astype,
+    "permute": permute, "transpose": transpose, "to": _to, "astype": _astype,
 }
 for _name, _fn in TENSOR_METHODS.items():
     setattr(Tensor, _name, _fn)

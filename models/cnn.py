@@ -18,6 +18,7 @@ from minigrad.ops.conv import conv_output_size
 from minigrad.ops.pool import pool_output_size
 from minigrad.tensor import Tensor
 from weights.errors import WeightsError
+from weights.npz import load_npz, param_mismatches
 
 from .base import Representation
 
@@ -262,9 +263,7 @@ class CNN(Representation):
             if default_weights is None:
                 raise MissingWeightsError(f"{self.name} has no default weights")
             weights = default_weights()
-        if isinstance(weights, (str, os.PathLike)):
-            from weights.npz import load_npz  # np.load(allow_pickle=False), key/shape checks
-
+        if isinstance(weights, (str, os.PathLike)):  # np.load(allow_pickle=False), checked
             arrays, meta = load_npz(weights, expected_shapes=self.param_shapes(),
                                     optional=self.fc_keys())
             meta = dict(meta or {})
@@ -286,27 +285,23 @@ class CNN(Representation):
         return [k for m in self.modules() if isinstance(m, FC) for k in m.param_shapes()]
 
     def check_weights(self, arrays, source="the weights given"):
-        """Every conv key present, fc keys all or some absent, nothing unknown, shapes exact.
-
-        For weights given as arrays; a file is checked by ``weights.npz.load_npz`` instead."""
+        """Every conv key present, fc keys all or some absent, nothing unknown, shapes exact
+        (``weights.npz.param_mismatches``, with the messages of weights given as arrays; a
+        file is checked by ``weights.npz.load_npz`` instead)."""
         expected = self.param_shapes()
-        unknown = sorted(set(arrays) - set(expected))
+        missing, unknown, wrong = param_mismatches(arrays, expected, optional=self.fc_keys())
         if unknown:
             raise WeightsError(
-                f"{source}: unexpected keys for {self.name}: {', '.join(unknown)} "
+                f"{source}: unexpected keys for {self.name}: {', '.join(sorted(unknown))} "
                 f"(expected {', '.join(expected)})"
             )
-        fc_keys = set(self.fc_keys())
-        for key, shape in expected.items():
-            if key not in arrays:
-                if key in fc_keys:
-                    continue  # conv-only file: fc layers refuse to run (see forward)
-                raise WeightsError(f"{source}: missing key {key!r} (expected shape {shape})")
-            actual = tuple(arrays[key].shape)
-            if actual != shape:
-                raise WeightsError(
-                    f"{source}: {key!r} has shape {actual}, expected {shape} for {self.name}"
-                )
+        order = list(expected)
+        for key in sorted(missing + wrong, key=order.index)[:1]:
+            if key in missing:
+                raise WeightsError(f"{source}: missing key {key!r} (expected shape "
+                                   f"{expected[key]})")
+            raise WeightsError(f"{source}: {key!r} has shape {tuple(arrays[key].shape)}, "
+                               f"expected {expected[key]} for {self.name}")
         return arrays
 
     def random_weights(self, seed=0):

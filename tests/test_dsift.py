@@ -34,9 +34,7 @@ from minigrad import F
 from models.dsift import DSIFT, num_frames, spatial_bank
 from models.features_ops import SiftNormalize
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "vlfeat"
-if not REF.exists():
-    REF = Path("/work/shared/reference/vlfeat")
+REF = Path(__file__).resolve().parent / "data" / "vlfeat"  # VLFeat's own outputs, see README
 IMAGES = ["astronaut_grey_256x256", "chelsea_grey_203x301"]
 SETTINGS = [(8, 8), (5, 5), (4, 8)]  # (step, bin)
 

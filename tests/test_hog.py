@@ -42,9 +42,7 @@ from minigrad import F
 from models.features_ops import OrientationBinning, StridedFilterBank1d, UocttiNormalize
 from models.hog import HOG, hog_size, render_hog, tent_filter
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "vlfeat"
-if not REF.exists():  # the checkout may sit elsewhere relative to shared/
-    REF = Path("/work/shared/reference/vlfeat")
+REF = Path(__file__).resolve().parent / "data" / "vlfeat"  # VLFeat's own outputs, see README
 IMAGES = ["astronaut_grey_256x256", "chelsea_grey_203x301", "coffee_rgb_160x240"]
 
 
