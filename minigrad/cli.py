@@ -134,6 +134,10 @@ def cmd_layers(args):
 def cmd_gradcheck(args):
     from . import gradcheck_all
 
+    if args.show:
+        if not args.only:
+            raise CLIError("--show needs an op name: minigrad gradcheck OP --show")
+        return gradcheck_all.main_show(args.only, device=args.device)
     return int(gradcheck_all.main(only=args.only, device=args.device) or 0)
 
 
@@ -213,6 +217,8 @@ def _add_other_commands(sub):
     p = sub.add_parser("gradcheck", help="float64 gradient check of every op; prints a table")
     p.add_argument("only", nargs="?", help="check only this op (default: every op)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--show", action="store_true", help="for OP: analytic and numeric gradients "
+                   "element by element, the worst marked, and the op's forward/backward source")
     p.set_defaults(func=cmd_gradcheck)
 
 
