@@ -55,11 +55,18 @@ def cmd_invert(args):
     progress = Progress(len(schedule_for(resolve_options(rep, layer, args.preset, **opts),
                                          image.shape[:2])),
                         f"{rep.name}:{layer}", enabled=not args.quiet)
-    result = invert(rep, image, layer, preset=args.preset, callback=progress,
+    inspector = None
+    if args.inspect:  # records the iterates through the callback; draws after the run
+        from .app.inspection import Inspector
+        inspector = Inspector(os.path.join(out, "inspect"), rep, image, layer, args.preset, opts,
+                              then=progress)
+    result = invert(rep, image, layer, preset=args.preset, callback=inspector or progress,
                     on_interrupt="return", **opts)
     progress.close()
     interrupted = result.status == "interrupted"
     write_invert_outputs(out, rep, layer, result, args.image, notes, interrupted)
+    if inspector is not None:
+        say(f"gradients: {inspector.write()}", args.quiet)
     m = result.metrics
     say(f"{rep.name} {layer}: relative error {m['relative_error']:.4f}"
         + (f", PSNR {m['psnr']:.2f} dB" if "psnr" in m else "")
@@ -185,6 +192,8 @@ def _add_inversion_commands(sub):
     p.add_argument("--restarts", type=int, help="independent reconstructions, one batch")
     p.add_argument("--window", type=int, metavar="K", help="use only the central KxK of the code")
     p.add_argument("--channels", help="first-half, second-half or a:b (channels of the code)")
+    p.add_argument("--inspect", action="store_true", help="also write OUT/inspect/: each energy "
+                   "term's gradient as pictures, per-layer gradient norms, the graph")
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("sweep", help="reconstruct from every layer; a labelled strip",
