@@ -30,7 +30,8 @@ from ..graph_view import graph
 from ..inversion import loop
 from ..tensor import Tensor, _toposort
 
-TERMS = (("loss", "data term"), ("tv", "TV"), ("alpha", "alpha-norm"))
+TERMS = (("loss", "data term"), ("tv", "TV"), ("alpha", "alpha-norm"))  # the pictures' order
+SHEET_PAD, SHEET_HEAD = 8, 26  # gradient_sheet's layout: panel i starts at x = PAD + i·(cell+PAD)
 
 
 class Inspector:
@@ -217,7 +218,7 @@ def gradient_sheet(grads, image, title, cell=200):
     h, w = panels[0][1].shape[:2]
     s = cell / max(h, w)
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    pad, head = 8, 26
+    pad, head = SHEET_PAD, SHEET_HEAD
     sheet = Image.new("RGB", (pad + len(panels) * (cell + pad), head + size[1] + 22 + 56),
                       (255, 255, 255))
     d = ImageDraw.Draw(sheet)
