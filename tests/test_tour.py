@@ -13,6 +13,7 @@ import contextlib
 import io
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,7 @@ def test_chapter_runs_and_prints_what_it_claims(title, blocks, monkeypatch, tmp_
     monkeypatch.chdir(ROOT)  # the tour's examples run from the repository root
     monkeypatch.setenv("MINIGRAD_HOME", str(tmp_path))  # nothing written to the user's cache
     monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the tour's temporary files
     namespace = {"__name__": f"tour_chapter_{title.split('.')[0]}"}
     for first_line, code in blocks:
         printed = run_block(code, first_line, namespace)

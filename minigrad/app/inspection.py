@@ -169,7 +169,7 @@ def symlog(values, top, floor):
 
 def diverging(v):
     """[-1, 1] -> uint8 RGB: blue (negative), white (zero), red (positive)."""
-    v = np.clip(np.asarray(v, dtype=np.float64), -1, 1)
+    v = np.clip(np.nan_to_num(np.asarray(v, dtype=np.float64)), -1, 1)  # NaN: white
     fade = 255 * (1 - np.abs(v))
     rgb = np.stack([np.where(v < 0, fade, 255), fade, np.where(v > 0, fade, 255)], axis=-1)
     return np.round(rgb).astype(np.uint8)
