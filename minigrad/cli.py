@@ -55,11 +55,18 @@ def cmd_invert(args):
     progress = Progress(len(schedule_for(resolve_options(rep, layer, args.preset, **opts),
                                          image.shape[:2])),
                         f"{rep.name}:{layer}", enabled=not args.quiet)
-    result = invert(rep, image, layer, preset=args.preset, callback=progress,
+    inspector = None
+    if args.inspect:  # records the iterates through the callback; draws after the run
+        from .app.inspection import Inspector
+        inspector = Inspector(os.path.join(out, "inspect"), rep, image, layer, args.preset, opts,
+                              then=progress)
+    result = invert(rep, image, layer, preset=args.preset, callback=inspector or progress,
                     on_interrupt="return", **opts)
     progress.close()
     interrupted = result.status == "interrupted"
     write_invert_outputs(out, rep, layer, result, args.image, notes, interrupted)
+    if inspector is not None:
+        say(f"gradients: {inspector.write()}", args.quiet)
     m = result.metrics
     say(f"{rep.name} {layer}: relative error {m['relative_error']:.4f}"
         + (f", PSNR {m['psnr']:.2f} dB" if "psnr" in m else "")
@@ -134,6 +141,10 @@ def cmd_layers(args):
 def cmd_gradcheck(args):
     from . import gradcheck_all
 
+    if args.show:
+        if not args.only:
+            raise CLIError("--show needs an op name: minigrad gradcheck OP --show")
+        return gradcheck_all.main_show(args.only, device=args.device)
     return int(gradcheck_all.main(only=args.only, device=args.device) or 0)
 
 
@@ -181,6 +192,8 @@ def _add_inversion_commands(sub):
     p.add_argument("--restarts", type=int, help="independent reconstructions, one batch")
     p.add_argument("--window", type=int, metavar="K", help="use only the central KxK of the code")
     p.add_argument("--channels", help="first-half, second-half or a:b (channels of the code)")
+    p.add_argument("--inspect", action="store_true", help="also write OUT/inspect/: each energy "
+                   "term's gradient as pictures, per-layer gradient norms, the graph")
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("sweep", help="reconstruct from every layer; a labelled strip",
@@ -213,6 +226,8 @@ def _add_other_commands(sub):
     p = sub.add_parser("gradcheck", help="float64 gradient check of every op; prints a table")
     p.add_argument("only", nargs="?", help="check only this op (default: every op)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--show", action="store_true", help="for OP: analytic and numeric gradients "
+                   "element by element, the worst marked, and the op's forward/backward source")
     p.set_defaults(func=cmd_gradcheck)
 
 

@@ -8,11 +8,12 @@ these small inputs). Inputs for max, max-pool, ReLU, abs and clamp are kept away
 kinks, so a failure means a wrong backward rule, not a non-differentiable point.
 """
 import math
+import os
 from typing import NamedTuple
 
 from . import backend
 from . import functional as F
-from .gradcheck import gradcheck
+from .gradcheck import compare_gradients, gradcheck
 
 np = backend.np  # host arrays only: inputs are made on the CPU, then moved to the device
 
@@ -128,6 +129,15 @@ CASES = [
 ]
 
 
+def _case_inputs(makers, seed, device="cpu"):
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for make in makers:
+        made = make(rng)
+        inputs.extend(made if isinstance(made, tuple) else (made,))
+    return [backend.to_device(a, device) for a in inputs]
+
+
 def run_all(verbose=False, device="cpu", only=None, seed=0):
     """Gradient-check every case; returns ``(rows, ok)``, ok True when every case passed.
 
@@ -139,12 +149,7 @@ def run_all(verbose=False, device="cpu", only=None, seed=0):
     for name, fn, makers in CASES:
         if only and (name.split("(")[0] != only if exact else only not in name):
             continue
-        rng = np.random.default_rng(seed)
-        inputs = []
-        for make in makers:
-            made = make(rng)
-            inputs.extend(made if isinstance(made, tuple) else (made,))
-        inputs = [backend.to_device(a, device) for a in inputs]
+        inputs = _case_inputs(makers, seed, device)
         try:
             errors = gradcheck(fn, *inputs)
             row = Row(name, max(e[0] for e in errors), max(e[1] for e in errors), True)
@@ -163,6 +168,87 @@ def format_table(rows, header=True):
         status = "ok" if r.ok else f"FAIL  {r.error}"
         lines.append(f"{r.op:<26} {r.max_abs:>12.3g} {r.max_rel:>12.3g}  {status}")
     return "\n".join(lines)
+
+
+# --- one op, element by element (``minigrad gradcheck OP --show``) ---------------------------
+def op_classes(fn, *inputs):
+    """The distinct Function classes in the graph of ``fn(*inputs)``, outputs first."""
+    from .graph_view import graph
+    from .tensor import Tensor
+
+    out = fn(*[Tensor(a, requires_grad=True, dtype=None) if _is_float(a) else a
+               for a in inputs])
+    seen = []
+    for node in graph(out).nodes:
+        cls = type(node._ctx) if node._ctx is not None else None
+        if cls is not None and cls not in seen:
+            seen.append(cls)
+    return seen
+
+
+def _is_float(a):
+    return backend.is_array(a) and a.dtype.kind == "f"
+
+
+def format_comparison(comparisons, max_rows=12):
+    """Analytic and numeric gradients side by side, the worst element of each input marked."""
+    lines = []
+    for c in comparisons:
+        err = np.abs(c.analytic - c.numeric)
+        lines.append(f"input {c.input}, shape {c.shape}: worst element {c.worst}, |analytic - "
+                     f"numeric| = {err[c.worst]:.3g}  {'ok' if c.ok else 'FAIL'}")
+        lines.append(f"  {'element':<16} {'analytic':>16} {'numeric':>16} {'abs err':>10}")
+        order = list(np.ndindex(*c.shape)) if c.shape else [()]
+        shown = order[:max_rows - 1] + ([c.worst] if c.worst not in order[:max_rows - 1] else [])
+        for k, index in enumerate(shown):
+            if k == max_rows - 1 and len(order) > max_rows - 1:
+                lines.append(f"  ... {len(order) - len(shown)} more elements ...")
+            mark = "  <- worst" if index == c.worst else ""
+            lines.append(f"  {str(index):<16} {c.analytic[index]:>16.10g} "
+                         f"{c.numeric[index]:>16.10g} {err[index]:>10.3g}{mark}")
+    return "\n".join(lines)
+
+
+def format_sources(classes):
+    """Each class's forward and backward source, with file:line (``inspect.getsourcelines``)."""
+    import inspect
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    lines = []
+    for cls in classes:
+        for method in ("forward", "backward"):
+            fn = getattr(cls, method)
+            source, start = inspect.getsourcelines(fn)
+            where = os.path.abspath(inspect.getsourcefile(fn))
+            where = os.path.relpath(where, root) if where.startswith(root + os.sep) else where
+            lines.append(f"--- {cls.__name__}.{method}  ({where}:{start})")
+            lines.extend(line.rstrip("\n") for line in source)
+    return "\n".join(lines)
+
+
+def show(fn, *inputs, name="fn", max_rows=12):
+    """Print the element-by-element comparison and the ops' sources; returns True when ok."""
+    comparisons = compare_gradients(fn, *inputs)
+    print(f"{name}: analytic (backprop) vs numeric (central differences, eps 1e-6) gradient of "
+          "<v, f(x)> for a fixed random v, float64")
+    print(format_comparison(comparisons, max_rows))
+    print(format_sources(op_classes(fn, *inputs)))
+    return all(c.ok for c in comparisons)
+
+
+def main_show(only, device="cpu", seed=0):
+    """``minigrad gradcheck OP --show``: one case (exact name first, else the first match)."""
+    names = [name for name, _, _ in CASES]
+    matches = [c for c in CASES if c[0] == only] or [
+        c for c in CASES if c[0].split("(")[0] == only] or [c for c in CASES if only in c[0]]
+    if not matches:
+        print(f"no op matches {only!r}; ops: {', '.join(names)}")
+        return 2
+    name, fn, makers = matches[0]
+    if len(matches) > 1:
+        print(f"showing {name!r}; also matching: {', '.join(m[0] for m in matches[1:])}\n")
+    ok = show(fn, *_case_inputs(makers, seed, device), name=name)
+    return 0 if ok else 1
 
 
 def main(only=None, device="cpu"):

@@ -4,8 +4,16 @@
     loss.backward()
     print(g)                   # op, output shape and |grad| per node
     open("g.dot", "w").write(g.to_dot())
+    g.render("g")              # g.svg when Graphviz's ``dot`` is installed, else g.html
+
+``to_html`` is a self-contained page (one table, inline style, no scripts or links), so it
+opens anywhere; ``to_svg`` asks ``dot`` to lay the graph out.
 """
+import html
 import math
+import os
+import shutil
+import subprocess
 
 from . import backend
 
@@ -54,6 +62,58 @@ class Graph:
                 out.append(f"  n{id(parent)} -> n{id(node)};")
         out.append("}")
         return "\n".join(out)
+
+    def to_svg(self, timeout=60):
+        """The graph laid out by Graphviz (``dot -Tsvg``), as SVG text.
+
+        RuntimeError when ``dot`` is not on the PATH or fails (``to_html`` needs nothing)."""
+        dot = shutil.which("dot")
+        if dot is None:
+            raise RuntimeError("Graphviz's `dot` is not installed; use Graph.to_html() instead")
+        done = subprocess.run([dot, "-Tsvg"], input=self.to_dot(), capture_output=True,
+                              text=True, timeout=timeout)
+        if done.returncode != 0 or "<svg" not in done.stdout:
+            raise RuntimeError(f"dot -Tsvg failed: {done.stderr.strip() or 'no SVG output'}")
+        return done.stdout
+
+    def to_html(self, title="minigrad graph"):
+        """A self-contained HTML page: one row per node (outputs first) with its op, shape,
+        ‖grad‖ (and a bar on a log scale) and the rows of its inputs."""
+        index = {id(n): i for i, n in enumerate(self.nodes)}
+        norms = [v for v in self.grad_norms.values() if math.isfinite(v) and v > 0]
+        top, bottom = (math.log10(max(norms)), math.log10(min(norms))) if norms else (0, 0)
+        rows = []
+        for i, node in enumerate(self.nodes):
+            grad = self.grad_norms.get(id(node))
+            width = 0
+            if grad is not None and math.isfinite(grad) and grad > 0:
+                width = 4 + 96 * (math.log10(grad) - bottom) / max(top - bottom, 1e-12)
+            shown = f"{grad:.4g}" if grad is not None else "-"
+            inputs = ", ".join(f"#{index[id(p)]}" for p in self.edges[id(node)])
+            rows.append(f"<tr><td>{i}</td><td>{html.escape(self.label(node))}</td>"
+                        f"<td>{html.escape(str(node.shape))}</td><td class=n>{shown}</td>"
+                        f"<td><div class=bar style='width:{width:.0f}px'></div></td>"
+                        f"<td>{inputs}</td></tr>")
+        style = ("body{font-family:monospace;margin:1em}table{border-collapse:collapse}"
+                 "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
+                 ".n{text-align:right}.bar{height:10px;background:#d62728}")
+        return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>"
+                f"{html.escape(title)}</title><style>{style}</style></head><body>"
+                f"<h3>{html.escape(title)}</h3><p>{len(self.nodes)} nodes, outputs first; "
+                f"|grad| is the norm of the gradient reaching the node (bar: log scale)</p>"
+                "<table><tr><th>#</th><th>node</th><th>shape</th><th>|grad|</th><th></th>"
+                "<th>inputs</th></tr>" + "".join(rows) + "</table></body></html>\n")
+
+    def render(self, path_stem, title="minigrad graph"):
+        """Write ``path_stem.svg`` when ``dot`` is installed, else ``path_stem.html``; returns
+        the path written."""
+        try:
+            text, path = self.to_svg(), f"{os.fspath(path_stem)}.svg"
+        except RuntimeError:
+            text, path = self.to_html(title), f"{os.fspath(path_stem)}.html"
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
 
 
 def _parents(node):
