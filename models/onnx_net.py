@@ -211,7 +211,13 @@ class OnnxNet(Representation):
     def output_shape(self, layer, hw=None):
         """The shape at ``layer`` for one image of size ``hw`` (default: the input size),
         batch axis dropped: (C, H, W) for maps, (features,) after flattening."""
-        return self._all_shapes(hw or self.input_size)[self.check_layer(layer)][1:]
+        self.check_layer(layer)
+        hw = tuple(self.input_size if hw is None else hw)
+        if hw == tuple(self.input_size):
+            return self._all_shapes(hw)[layer][1:]
+        x = Tensor(backend.xp_for(self.device).zeros((1, 3) + hw, dtype=self.dtype))
+        with no_grad():  # only this layer's ancestors: a graph fixed to one size may fail later
+            return tuple(self.forward(x, layer).shape[1:])
 
     def receptive_field(self, layer):
         """(size, stride) in input pixels of one unit at ``layer``, at the input size.

@@ -131,3 +131,183 @@ def test_every_layer_matches_torch_float64(nets, name):
 @pytest.mark.parametrize("name", NETS)
 def test_every_layer_matches_torch_float32(nets, name):
     check_every_layer(*nets[name], "float32", 1e-4)
+
+
+# --- the reader against the onnx package --------------------------------------------------------
+@pytest.mark.parametrize("name", ["inception", "lrn"])
+def test_reader_agrees_with_the_onnx_package(nets, name):
+    path = nets[name][0]
+    model, graph = onnx.load(path), read_onnx(path)
+    assert graph.opset == next(o.version for o in model.opset_import if o.domain == "")
+    assert len(graph.nodes) == len(model.graph.node)
+    for ours, theirs in zip(graph.nodes, model.graph.node):
+        assert (ours.name, ours.op_type) == (theirs.name, theirs.op_type)
+        assert ours.inputs == tuple(theirs.input) and ours.outputs == tuple(theirs.output)
+        expected = {a.name: helper.get_attribute_value(a) for a in theirs.attribute}
+        assert set(ours.attrs) == set(expected)
+        for key, value in expected.items():
+            if isinstance(value, TensorProto):
+                np.testing.assert_array_equal(ours.attrs[key], numpy_helper.to_array(value))
+            elif isinstance(value, bytes):
+                assert ours.attrs[key] == value.decode()
+            else:
+                np.testing.assert_allclose(ours.attrs[key], value, rtol=0)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert set(graph.initializers) == set(inits)
+    for key, value in inits.items():
+        assert graph.initializers[key].dtype == value.dtype
+        np.testing.assert_array_equal(graph.initializers[key], value)
+    (info,) = graph.inputs
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert info.dims == tuple(dims) and info.elem_type == TensorProto.FLOAT
+
+
+def test_batch_norm_is_folded_into_the_convs(nets):
+    path = nets["resnet"][0]
+    graph = onnx.load(path).graph
+    bns = [n for n in graph.node if n.op_type == "BatchNormalization"]
+    assert len(bns) >= 5  # exported unfused (fold=False), every one after a conv
+    rep = models.from_onnx(path)
+    ops = [s.node.op_type for s in rep._steps]
+    assert "BatchNormalization" not in ops
+    assert len(rep.layers) == len(graph.node) - len(bns)
+    for bn in bns:  # the BN output is the layer; the conv output before it is gone
+        assert bn.output[0] in rep.layers and bn.input[0] not in rep.layers
+
+
+def test_a_batch_norm_after_a_pool_stays_a_step(nets):
+    rep = models.from_onnx(nets["inception"][0])
+    assert [s.node.op_type for s in rep._steps].count("BatchNormalization") == 1
+
+
+# --- the representation ---------------------------------------------------------------------
+def test_geometry_matches_the_builtin_alexnet(nets):
+    """Output shapes and receptive fields of the exported torchvision AlexNet equal those of
+    models' own torchvision AlexNet, layer by layer (the names differ: '/conv1/Conv_output_0')."""
+    rep = models.from_onnx(nets["alexnet"][0])
+    builtin = models.get("alexnet", weights=None)
+    assert rep.input_size == (224, 224) and rep.kind == "cnn" and rep.channels == 3
+    named = {layer.split("/")[1] if "/" in layer else layer: layer for layer in rep.layers}
+    compared = 0
+    for layer in builtin.layers:
+        if layer in named:
+            assert rep.receptive_field(named[layer]) == builtin.receptive_field(layer), layer
+            compared += 1
+    assert compared >= 15 and rep.receptive_field("fc8") == (355, 32)
+    assert rep.output_shape("fc8") == (50,)
+    assert rep.output_shape(named["conv5"]) == (32, 13, 13)
+    assert rep.output_shape(named["conv5"], hw=(256, 256)) == (32, 15, 15)
+
+
+def test_residual_geometry(nets):
+    rep = models.from_onnx(nets["resnet"][0])
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    for layer in rep.layers:
+        assert rep.output_shape(layer) == tuple(rep.forward(x, layer).shape[1:])
+    # stem: 7x7/2 conv then 3x3/2 pool; layer1: two 3x3 convs at stride 4; layer2 (stride 8) adds
+    # a 3x3/2 and a 3x3 conv: 11 + 2·2·4 → 27 + 2·4 + 2·8 = 51
+    assert rep.receptive_field("layer1") == (11 + 2 * 4 + 2 * 4, 4)
+    assert rep.receptive_field("layer2") == (27 + 2 * 4 + 2 * 8, 8)
+    size, stride = rep.receptive_field("fc")  # after global pooling: the whole input
+    assert size >= 32 and stride == 8
+
+
+def test_preprocessing_and_input_scale(nets):
+    rep = models.from_onnx(nets["resnet"][0])
+    assert rep.mean == (0.485, 0.456, 0.406) and rep.std == (0.229, 0.224, 0.225)
+    assert "ImageNet" in rep.meta["normalization"] and "ImageNet" in repr(rep)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    x = rep.preprocess(image)
+    assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32
+    np.testing.assert_array_equal(rep.deprocess(x), image)
+    lo = rep.preprocess(np.zeros((32, 32, 3), np.uint8)).numpy()
+    hi = rep.preprocess(np.full((32, 32, 3), 255, np.uint8)).numpy()
+    np.testing.assert_allclose(rep.input_scale(), (hi - lo).mean(axis=(0, 2, 3)) / 255, rtol=1e-6)
+    own = models.from_onnx(nets["resnet"][0], mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
+    np.testing.assert_allclose(own.input_scale(), 1 / (255 * np.array([0.25, 0.5, 1.0])))
+    assert own.meta["normalization"] == "mean/std as given"
+    np.testing.assert_allclose(own.preprocess(np.full((8, 8, 3), 255, np.uint8)).numpy()[0, :, 0, 0],
+                               [2.0, 1.0, 0.5])
+    with pytest.raises(ValueError, match="mean and std need 3 values"):
+        models.from_onnx(nets["resnet"][0], mean=(0.5, 0.5))
+
+
+def test_models_get_routes_onnx_files(nets):
+    path = str(nets["squeezenet"][0])
+    for rep in (models.get(path), models.get("onnx", path=path), models.from_onnx(path)):
+        assert rep.name == "squeezenet.onnx" and rep.layers[-1] and rep.has_weights(rep.layers[0])
+        assert rep.require_weights(rep.layers[-1]) is None
+    with pytest.raises(models.UnknownNameError, match="weights are in the file"):
+        models.get(path, weights="other.npz")
+    with pytest.raises(models.UnknownNameError, match="given by its file"):
+        models.get("onnx")
+    with pytest.raises(models.UnknownNameError, match="unknown layer 'conv9'"):
+        models.get(path).forward(np.zeros((1, 3, 48, 48), np.float32), "conv9")
+
+
+def test_forward_runs_only_what_the_layer_needs(nets):
+    rep = models.from_onnx(nets["resnet"][0])
+    first = rep._steps_for((rep.layers[0],))
+    assert [s.output for s in first] == [rep.layers[0]]
+    assert len(rep._steps_for(("layer1",))) < len(rep._steps_for(("fc",))) == len(rep.layers)
+
+
+def test_input_size_from_the_user_when_the_graph_has_none(tmp_path, nets):
+    model = onnx.load(nets["squeezenet"][0])
+    for d in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        d.dim_param = "side"
+    onnx.save(model, tmp_path / "dynamic.onnx")
+    with pytest.raises(OnnxError, match=r"not fixed .* pass input_size=\(H, W\)"):
+        models.from_onnx(tmp_path / "dynamic.onnx")
+    rep = models.from_onnx(tmp_path / "dynamic.onnx", input_size=(64, 64))
+    assert rep.input_size == (64, 64) and rep.output_shape(rep.layers[0]) == (8, 31, 31)
+
+
+def test_on_every_device(nets, device):
+    """The same ONNX network on NumPy and (with a GPU) CuPy."""
+    path, shape = nets["inception"]
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    host = models.from_onnx(path).forward(x, models.from_onnx(path).layers[-1]).numpy()
+    rep = models.from_onnx(path, device=device)
+    xm = mg.Tensor(mg.backend.to_device(x, device), requires_grad=True)
+    y = rep.forward(xm, rep.layers[-1])
+    assert mg.backend.device_of(y.data) == device
+    ok, err = close(y.numpy(), host, 1e-5)
+    assert ok, err
+    (y * y).sum().backward()
+    assert xm.grad.shape == shape
+
+
+# --- inversion ------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", ["fc", "layer2"])
+def test_invert_an_exported_resnet(nets, layer):
+    """At the fc layer and at a residual block's output, a few iterations run and lower E."""
+    rep = models.from_onnx(nets["resnet"][0])
+    image = np.random.default_rng(3).integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    result = mg.invert(rep, image, layer, iters=6)
+    assert result.image.shape == (32, 32, 3) and result.image.dtype == np.uint8
+    assert result.x.shape == (1, 3, 32, 32) and np.isfinite(result.x).all()
+    energy = result.history["energy"]
+    assert len(energy) == 6 and energy[-1] < energy[0]
+
+
+def _cli_module():
+    return "minigrad.app.cli" if (ROOT / "minigrad" / "app" / "cli.py").exists() else "minigrad.cli"
+
+
+def test_the_command_line_inverts_an_onnx_file(nets, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (40, 40, 3), np.uint8)).save(photo)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = tmp_path / "out"
+    args = ["invert", photo, "--net", nets["resnet"][0], "--layer", "fc", "--iters", 4,
+            "--out", out, "--quiet"]
+    r = subprocess.run([sys.executable, "-m", _cli_module(), *map(str, args)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    with Image.open(out / "reconstruction.png") as im:
+        assert im.size == (32, 32)
+    assert (out / "metrics.json").stat().st_size > 0
