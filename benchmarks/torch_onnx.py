@@ -12,6 +12,7 @@ folds nothing, so BatchNormalization runs as torch's batch_norm). Needs torch an
 """
 import math
 import os
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -190,9 +191,11 @@ def export(net, path, shape, output_names=None, opset=17, fold=True):
     ``fold=False`` keeps BatchNormalization nodes (the exporter's constant folding would fuse
     them into the convs itself)."""
     net.eval()
-    torch.onnx.export(net, (torch.zeros(shape),), os.fspath(path), dynamo=False,
-                      opset_version=opset, input_names=["image"], output_names=output_names,
-                      do_constant_folding=fold)
+    with warnings.catch_warnings():  # the legacy exporter announces its deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.zeros(shape),), os.fspath(path), dynamo=False,
+                          opset_version=opset, input_names=["image"],
+                          output_names=output_names, do_constant_folding=fold)
     return path
 
 

@@ -209,7 +209,8 @@ def test_every_functional_op_is_checked():
     """A new public function in minigrad.functional must get a gradient check here."""
     checked = {
         "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "maximum",
-        "minimum", "clamp", "where", "relu", "leaky_relu", "sum", "mean", "max", "reshape", "permute",
+        "minimum", "clamp", "where", "relu", "leaky_relu", "sum", "mean", "max", "reshape",
+        "permute",
         "transpose", "flatten", "pad", "concat", "cat", "stack", "getitem", "matmul", "linear",
         "softmax", "log_softmax", "dropout", "conv2d", "max_pool2d", "avg_pool2d",
         "adaptive_avg_pool2d", "local_response_norm",

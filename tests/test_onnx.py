@@ -227,8 +227,8 @@ def test_preprocessing_and_input_scale(nets):
     own = models.from_onnx(nets["resnet"][0], mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
     np.testing.assert_allclose(own.input_scale(), 1 / (255 * np.array([0.25, 0.5, 1.0])))
     assert own.meta["normalization"] == "mean/std as given"
-    np.testing.assert_allclose(own.preprocess(np.full((8, 8, 3), 255, np.uint8)).numpy()[0, :, 0, 0],
-                               [2.0, 1.0, 0.5])
+    white = own.preprocess(np.full((8, 8, 3), 255, np.uint8)).numpy()
+    np.testing.assert_allclose(white[0, :, 0, 0], [2.0, 1.0, 0.5])
     with pytest.raises(ValueError, match="mean and std need 3 values"):
         models.from_onnx(nets["resnet"][0], mean=(0.5, 0.5))
 
@@ -311,3 +311,153 @@ def test_the_command_line_inverts_an_onnx_file(nets, tmp_path):
     with Image.open(out / "reconstruction.png") as im:
         assert im.size == (32, 32)
     assert (out / "metrics.json").stat().st_size > 0
+
+
+# --- bad files: one-line errors, bounded work -------------------------------------------------
+def tiny(path, extra_nodes=(), weight=None, opset=13):
+    """image -> Conv(w) -> Relu ("out"), plus ``extra_nodes``; ``weight`` replaces w's tensor."""
+    w = weight if weight is not None else numpy_helper.from_array(
+        np.ones((2, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["conv"], "conv"),
+             helper.make_node("Relu", ["conv"], ["out"], "relu"), *extra_nodes]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.save(model, path)  # no checker: the hostile ones are invalid on purpose
+    return path
+
+
+def refused(path, match, **options):
+    with pytest.raises(OnnxError, match=match) as info:
+        models.from_onnx(path, **options)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path)), message
+    return message
+
+
+def test_a_tiny_model_loads(tmp_path):
+    rep = models.from_onnx(tiny(tmp_path / "ok.onnx"))
+    assert rep.layers == ("conv", "out")
+    x = np.arange(48, dtype=np.float32).reshape(1, 3, 4, 4) - 20
+    np.testing.assert_allclose(rep.forward(x, "out").numpy(), np.maximum(x.sum(1, keepdims=True),
+                                                                         0).repeat(2, 1))
+
+
+def test_unsupported_operator(tmp_path):
+    path = tiny(tmp_path / "erf.onnx", [helper.make_node("Erf", ["out"], ["erf"], "my_erf")])
+    message = refused(path, r"node 'my_erf' has operator 'Erf', which is not supported")
+    assert "supported: Add, AveragePool, BatchNormalization" in message and "Softmax" in message
+    path = tiny(tmp_path / "if.onnx", [helper.make_node(
+        "If", ["out"], ["y"], "branch", then_branch=helper.make_graph([], "t", [], []),
+        else_branch=helper.make_graph([], "e", [], []))])
+    refused(path, "operator 'If'")
+    custom = helper.make_node("Relu", ["out"], ["y"], "mine", domain="com.example")
+    refused(tiny(tmp_path / "domain.onnx", [custom]), "domain 'com.example'")
+
+
+def test_an_unsupported_use_of_a_supported_operator(tmp_path):
+    pool = helper.make_node("MaxPool", ["out"], ["p", "indices"], "pool", kernel_shape=[2, 2])
+    use = helper.make_node("Identity", ["indices"], ["i2"], "use")
+    refused(tiny(tmp_path / "idx.onnx", [pool, use]), "its output 'indices' .* is used")
+    conv = helper.make_node("Conv", ["out", "w"], ["c3"], "conv3d", kernel_shape=[1, 1, 1])
+    refused(tiny(tmp_path / "3d.onnx", [conv]), "only 2-D images")
+
+
+def test_truncated_file(tmp_path, nets):
+    data = Path(nets["inception"][0]).read_bytes()
+    for cut in (len(data) // 2, len(data) - 3, 7):
+        path = tmp_path / f"cut{cut}.onnx"
+        path.write_bytes(data[:cut])
+        refused(path, "truncated|ends inside|no graph")
+
+
+def test_not_an_onnx_file(tmp_path):
+    (tmp_path / "text.onnx").write_text("this is not a model\n" * 5)
+    refused(tmp_path / "text.onnx", "corrupt file|not an ONNX model")
+    refused(tmp_path / "missing.onnx", "cannot read")
+
+
+def test_inflated_declared_sizes_are_refused_before_allocating(tmp_path):
+    import tracemalloc
+
+    huge = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1 << 20, 1 << 20, 3, 1],
+                       raw_data=b"\0" * 16)
+    big = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2, 3, 4096, 4096],
+                      raw_data=b"\0" * 24)
+    paths = [tiny(tmp_path / "huge.onnx", weight=huge), tiny(tmp_path / "big.onnx", weight=big)]
+    tracemalloc.start()
+    refused(paths[0], r"declared shape .* exceeds")
+    refused(paths[1], r"needs 402653184 bytes of float32, the file holds 24 \(truncated\?\)")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    # a length-delimited field that claims more bytes than the file has
+    path = tmp_path / "long.onnx"
+    path.write_bytes(Path(paths[1]).read_bytes() + bytes([0x3A]) + bytes([0xFF] * 5 + [0x0F]))
+    refused(path, "ends inside a field")
+
+
+def _external(tensor, location, length=None):
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("length", length)):
+        if value is not None:
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, str(value)
+    return tensor
+
+
+def test_external_data(tmp_path):
+    ok = tmp_path / "model"
+    ok.mkdir()
+    weight = np.arange(6, dtype=np.float32).reshape(2, 3, 1, 1)
+    (ok / "w.bin").write_bytes(b"pad!" + weight.tobytes())
+    tensor = _external(numpy_helper.from_array(weight, "w"), "w.bin", 24)
+    tensor.external_data.add(key="offset", value="4")
+    rep = models.from_onnx(tiny(ok / "ok.onnx", weight=tensor))
+    np.testing.assert_array_equal(rep._host["w"], weight)
+    # onnx's own external-data layout loads too
+    model = onnx.load(tiny(tmp_path / "plain.onnx"))
+    onnx.save_model(model, ok / "saved.onnx", save_as_external_data=True, location="saved.bin",
+                    size_threshold=0)
+    assert (ok / "saved.bin").exists() and models.from_onnx(ok / "saved.onnx").layers[-1] == "out"
+
+
+def test_external_data_outside_the_model_directory(tmp_path):
+    d = tmp_path / "model"
+    d.mkdir()
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 24)
+    weight = lambda location, length=24: _external(numpy_helper.from_array(  # noqa: E731
+        np.zeros((2, 3, 1, 1), np.float32), "w"), location, length)
+    refused(tiny(d / "up.onnx", weight=weight("../secret.bin")), "not a relative path inside")
+    refused(tiny(d / "abs.onnx", weight=weight(str(tmp_path / "secret.bin"))), "not a relative")
+    (d / "link.bin").symlink_to(tmp_path / "secret.bin")
+    refused(tiny(d / "link.onnx", weight=weight("link.bin")), "resolves outside")
+    (d / "short.bin").write_bytes(b"\0" * 8)
+    refused(tiny(d / "short.onnx", weight=weight("short.bin")), "past the end")
+    refused(tiny(d / "long.onnx", weight=weight("short.bin", 10 ** 12)), "but its shape needs 24")
+    refused(tiny(d / "none.onnx", weight=weight("nothing.bin")), "cannot read external data")
+
+
+def test_size_caps(tmp_path, monkeypatch):
+    path = tiny(tmp_path / "ok.onnx")
+    monkeypatch.setattr(onnx_file, "MAX_FILE_BYTES", 64)
+    refused(path, "exceeds the 64-byte cap")
+    monkeypatch.undo()
+    (tmp_path / "w.bin").write_bytes(b"\0" * 24)
+    weight = _external(numpy_helper.from_array(np.zeros((2, 3, 1, 1), np.float32), "w"), "w.bin")
+    monkeypatch.setattr(onnx_file, "MAX_EXTERNAL_BYTES", 16)
+    refused(tiny(tmp_path / "ext.onnx", weight=weight), "external data exceed 16 bytes")
+
+
+def test_opset_and_inputs(tmp_path):
+    refused(tiny(tmp_path / "new.onnx", opset=30), "opset 30 is not supported")
+    refused(tiny(tmp_path / "old.onnx", opset=6), "opset 6 is not supported")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"], "add")], "two",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 4, 4]) for n in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              tmp_path / "two.onnx")
+    refused(tmp_path / "two.onnx", "must take one image input, it takes 'a', 'b'")

@@ -146,7 +146,8 @@ def _element_count(dims, label):
             raise OnnxError(f"{label}: dimension {d} out of range")
         count *= d
         if count > MAX_ELEMENTS:
-            raise OnnxError(f"{label}: declared shape {tuple(dims)} exceeds {MAX_ELEMENTS} elements")
+            raise OnnxError(f"{label}: declared shape {tuple(dims)} exceeds {MAX_ELEMENTS} "
+                            f"elements")
     return count
 
 
