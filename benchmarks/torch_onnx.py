@@ -247,7 +247,10 @@ class TorchOnnx:
         return TF.pad(x, (l, r, t, b), value=value) if any((t, l, b, r)) else x
 
     def op_Conv(self, a, x, w, b=None):
-        return TF.conv2d(self._pad4(a, x), w, b, a.get("strides", 1), 0, a.get("dilations", 1),
+        t, l, bottom, r = a.get("pads", [0, 0, 0, 0])
+        pad = (t, l) if (t, l) == (bottom, r) else 0  # symmetric: torch's own (faster) padding
+        x = x if pad else self._pad4(a, x)
+        return TF.conv2d(x, w, b, a.get("strides", 1), pad, a.get("dilations", 1),
                          a.get("group", 1))
 
     def op_MaxPool(self, a, x):
@@ -338,3 +341,30 @@ class TorchOnnx:
 
     def op_Div(self, a, x, y):
         return x / y
+
+
+# --- the benchmark's exported networks (random weights, cached) ------------------------------
+BENCH_NETS = {  # name -> (network factory, input shape, graph output names)
+    "resnet18": (lambda: Features(resnet((2, 2, 2, 2)), ["layer1", "layer2", "layer3", "layer4",
+                                                          "fc"]),
+                 (1, 3, 224, 224), ["layer1", "layer2", "layer3", "layer4", "fc"]),
+    "alexnet": (lambda: alexnet(), (1, 3, 224, 224), ["fc8"]),
+}
+
+
+def exported(name, directory=None):
+    """The path of benchmark network ``name`` exported with seeded random weights (made once,
+    then reused from ``directory``, default the weights cache's ``onnx-bench/``)."""
+    if directory is None:
+        from weights import cache_dir
+
+        directory = os.path.join(cache_dir(), "onnx-bench")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}-random.onnx")
+    if not os.path.exists(path):
+        factory, shape, names = BENCH_NETS[name]
+        torch.manual_seed(0)
+        tmp = path + ".part"
+        export(factory(), tmp, shape, names)
+        os.replace(tmp, path)  # never a half-written file under the final name
+    return path
