@@ -55,6 +55,14 @@ class _Loader:
         self.consts[name] = array
         return name
 
+    def _float_copy(self, name):
+        """``name``, or for an integer constant the name of a float copy of it."""
+        array = self.consts.get(name)
+        if array is None or array.dtype.kind == "f":
+            return name
+        self.consts[name + "::float"] = array.astype(backend.np.float64)
+        return name + "::float"
+
     def value(self, name):
         return self.net._values[name]
 
@@ -103,7 +111,10 @@ class _Loader:
             self.consts[node.outputs[0]] = _evaluate(node, run, [self.consts.get(n) for n in
                                                                  node.inputs])
             return
-        step = Step(node, run, window, node.inputs)
+        inputs = node.inputs
+        if node.op_type in ("Add", "Sub", "Mul", "Div"):  # integer constants would promote
+            inputs = [self._float_copy(n) for n in inputs]
+        step = Step(node, run, window, inputs)
         self.steps.append(step)
         self.producer[step.output] = step
 

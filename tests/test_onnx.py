@@ -461,3 +461,31 @@ def test_opset_and_inputs(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
               tmp_path / "two.onnx")
     refused(tmp_path / "two.onnx", "must take one image input, it takes 'a', 'b'")
+
+
+@pytest.mark.parametrize("opset", [9, 11])
+def test_older_opsets(tmp_path, opset):
+    """Clip's bounds were attributes before opset 11; Dropout and Softmax changed too."""
+    torch.manual_seed(1)
+    path = T.export(T.InceptionNet(4, 10), tmp_path / f"inception{opset}.onnx", (1, 3, 32, 32),
+                    opset=opset)
+    assert onnx.load(path).opset_import[0].version == opset
+    check_every_layer(path, (1, 3, 32, 32), "float64", 1e-9)
+
+
+def test_softmax_before_opset_13_spans_the_trailing_axes(tmp_path):
+    nodes = [helper.make_node("Mul", ["image", "two"], ["scaled"], "scaled"),
+             helper.make_node("Softmax", ["scaled"], ["prob"], "prob", axis=1)]
+    graph = helper.make_graph(
+        nodes, "sm", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 5])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array(2, np.int64), "two")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]),
+              tmp_path / "sm.onnx")
+    rep = models.from_onnx(tmp_path / "sm.onnx")
+    x = np.random.default_rng(6).standard_normal((1, 3, 4, 5)).astype(np.float32)
+    y = rep.forward(x, "prob")
+    assert y.dtype == np.float32  # the integer constant did not promote to float64
+    e = np.exp(2 * x - (2 * x).max())
+    np.testing.assert_allclose(y.numpy(), e / e.sum(), rtol=1e-5)  # over C, H and W together
+    assert rep.receptive_field("prob") == (5, 1)  # mixes every position of the 4×5 input
