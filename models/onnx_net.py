@@ -32,8 +32,8 @@ class Step:
 class _Loader:
     """The loading context the op builders see (constants, folding, the opset)."""
 
-    def __init__(self, net, graph):
-        self.net, self.graph, self.opset = net, graph, graph.opset
+    def __init__(self, graph):
+        self.graph, self.opset = graph, graph.opset
         self.consts = dict(graph.initializers)  # name -> host array
         self.steps, self.producer = [], {}  # producer: output name -> Step
         self.uses = {}
@@ -62,9 +62,6 @@ class _Loader:
             return name
         self.consts[name + "::float"] = array.astype(backend.np.float64)
         return name + "::float"
-
-    def value(self, name):
-        return self.net._values[name]
 
     def fold_into_conv(self, bn, a, c):
         """Fold y = a·conv(x) + c into the conv's weights when the conv feeds only this BN."""
@@ -106,12 +103,11 @@ class _Loader:
         built = onnx_ops.OPS[node.op_type](node, self)
         if built is None:  # folded into an earlier step
             return
-        run, window = built
-        if all(n in self.consts for n in node.inputs if n):
+        run, window, inputs = built if len(built) == 3 else (*built, node.inputs)
+        if all(n in self.consts for n in inputs if n):
             self.consts[node.outputs[0]] = _evaluate(node, run, [self.consts.get(n) for n in
-                                                                 node.inputs])
+                                                                 inputs])
             return
-        inputs = node.inputs
         if node.op_type in ("Add", "Sub", "Mul", "Div"):  # integer constants would promote
             inputs = [self._float_copy(n) for n in inputs]
         step = Step(node, run, window, inputs)
@@ -146,7 +142,7 @@ class OnnxNet(Representation):
         self.device = backend.check_device(device)
         self._input, self.input_size = _image_input(self.path, graph, input_size)
         self.mean, self.std, default = _normalization(mean, std)
-        loader = _Loader(self, graph)
+        loader = _Loader(graph)
         known = {self._input}
         try:
             for node in graph.nodes:
@@ -161,7 +157,8 @@ class OnnxNet(Representation):
         if len(set(self.layers)) != len(self.layers):
             raise OnnxError(f"{self.path}: two nodes write the same output name")
         self._index = {name: i for i, name in enumerate(self.layers)}
-        self._host = loader.consts
+        read = {name for step in self._steps for name in step.inputs}  # not folded-away ones
+        self._host = {name: a for name, a in loader.consts.items() if name in read}
         self._plans, self._shapes, self._fields = {}, {}, None
         self.meta = {"path": self.path, "source": f"ONNX opset {graph.opset}" + (
             f", from {graph.producer}" if graph.producer else ""), "pretrained": None,

@@ -1,8 +1,10 @@
 """The ONNX operators a CNN needs, each on minigrad's ops (``minigrad.functional``).
 
 A builder takes a node (``weights.onnx_file.Node``) and the loading context and returns
-``(run, window)``: ``run(*values)`` maps the node's input values (Tensors; ``None`` for an
-omitted optional input; host arrays for integer constants) to its output Tensor, and
+``(run, window)``, or ``(run, window, inputs)`` when the step reads other values than the node's
+inputs (constants prepared at load time), or None when the node was folded into an earlier step.
+``run(*values)`` maps the input values (Tensors; ``None`` for an omitted optional input; host
+arrays for integer constants) to the output Tensor, and
 ``window(input_shape)`` gives the (kh, kw, sh, sw) a unit sees of its input, for receptive
 fields. Ops that mix all spatial positions (Flatten, Gemm after a 4-D input, global pooling)
 see their whole input, as an fc layer does in ``models.cnn``: the kernel is the input's size.
@@ -176,14 +178,14 @@ def batch_norm(node, ctx):
     c = shift - mean * a
     if ctx.fold_into_conv(node, a, c):
         return None
-    a_name, c_name = ctx.add_constant(node, "scale", a), ctx.add_constant(node, "shift", c)
+    inputs = [node.inputs[0], ctx.add_constant(node, "scale", a),
+              ctx.add_constant(node, "shift", c)]
 
-    def run(x, *unused, a=a_name, c=c_name):
+    def run(x, a, c):
         per_channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-        return F.add(F.mul(x, F.reshape(ctx.value(a), per_channel)),
-                     F.reshape(ctx.value(c), per_channel))
+        return F.add(F.mul(x, F.reshape(a, per_channel)), F.reshape(c, per_channel))
 
-    return run, identity_window
+    return run, identity_window, inputs
 
 
 def gemm(node, ctx):
