@@ -489,3 +489,17 @@ def test_softmax_before_opset_13_spans_the_trailing_axes(tmp_path):
     e = np.exp(2 * x - (2 * x).max())
     np.testing.assert_allclose(y.numpy(), e / e.sum(), rtol=1e-5)  # over C, H and W together
     assert rep.receptive_field("prob") == (5, 1)  # mixes every position of the 4×5 input
+
+
+def test_long_lists_and_many_entries_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_file, "MAX_LIST", 8)
+    pool = helper.make_node("MaxPool", ["out"], ["p"], "pool", kernel_shape=[1] * 9)
+    refused(tiny(tmp_path / "ints.onnx", [pool]), "ints: more than 8 values in one list")
+    shape = TensorProto(name="s", data_type=TensorProto.INT64, dims=[9],
+                        int64_data=list(range(9)))  # packed varints
+    refused(tiny(tmp_path / "packed.onnx", weight=shape), "a packed list of 9 bytes exceeds")
+    monkeypatch.setattr(onnx_file, "MAX_ENTRIES", 4)  # the tiny graph has 5
+    refused(tiny(tmp_path / "many.onnx"), "more than 4 nodes, initializers and value infos")
+    concat = helper.make_node("Concat", ["out"] * 5, ["c"], "wide", axis=1)
+    monkeypatch.setattr(onnx_file, "MAX_ENTRIES", 5)
+    refused(tiny(tmp_path / "wide.onnx", [concat]), "more than 5 inputs and outputs in node ''")

@@ -27,6 +27,8 @@ MAX_FILE_BYTES = 2 ** 31  # protobuf's own limit for one message; bigger models 
 MAX_EXTERNAL_BYTES = 2 ** 34  # all external-data tensors of one model together
 MAX_ELEMENTS = 2 ** 31  # one tensor
 MAX_DIM = 2 ** 31
+MAX_LIST = 2 ** 20  # numbers (or bytes, packed) in a list made of Python numbers (dims, ints)
+MAX_ENTRIES = 2 ** 20  # nodes, initializers and value infos of the graph; names of one node
 
 # TensorProto.DataType -> (NumPy little-endian dtype, name)
 DTYPES = {1: ("<f4", "float"), 2: ("u1", "uint8"), 3: ("i1", "int8"), 6: ("<i4", "int32"),
@@ -80,7 +82,7 @@ class _TensorReader:
         dims, dtype, name, payload, external, location = [], 1, "", {}, {}, 0
         for field, wt, value in fields(buf):
             if field == 1:
-                dims.extend(repeated_ints(wt, value))
+                _grow(dims, repeated_ints(wt, _short(value, wt, "dims")), "dims")
             elif field == 2 and wt == 0:
                 dtype = value
             elif field == 8 and wt == 2:
@@ -139,6 +141,24 @@ class _TensorReader:
             return f.read(length)
 
 
+def _short(value, wt, what):
+    """A packed field that will become a list of Python numbers, refused when too long."""
+    if wt == 2 and len(value) > MAX_LIST:
+        raise OnnxError(f"{what}: a packed list of {len(value)} bytes exceeds the "
+                        f"{MAX_LIST}-byte cap")
+    return value
+
+
+def _grow(items, more, what):
+    items.extend(more)
+    if len(items) > MAX_LIST:
+        raise OnnxError(f"{what}: more than {MAX_LIST} values in one list")
+
+def _entries(items, what):
+    if len(items) >= MAX_ENTRIES:
+        raise OnnxError(f"more than {MAX_ENTRIES} {what}")
+
+
 def _element_count(dims, label):
     count = 1
     for d in dims:
@@ -174,8 +194,8 @@ def _from_payload(payload, np_dtype, dtype, dims, count, label):
             raise OnnxError(f"{label}: declared shape {tuple(dims)} has {count} elements, the "
                             f"file holds a different number (truncated?)")
         values = np.concatenate([np.frombuffer(raw, width), np.asarray(singles, width)])
-    else:  # varints: at most one per byte, so counting them is bounded by the file
-        values = [v for c in chunks for v in packed_varints(c)]
+    else:  # varints, decoded into Python ints: a short list only (shapes, indices)
+        values = [v for c in chunks for v in packed_varints(_short(c, 2, label))]
         values += [v for _, v in payload.get(-typed, [])]
         if len(values) != count:
             raise OnnxError(f"{label}: declared shape {tuple(dims)} has {count} elements, the "
@@ -205,14 +225,17 @@ def _attribute(buf, tensors):
         elif field in (6, 11):
             value = Subgraph()
         elif field == 7:
-            chunk = np.frombuffer(bytes(v), "<f4").tolist() if wt == 2 else [float32(v)]
-            lists.setdefault("floats", []).extend(chunk)
+            chunk = np.frombuffer(bytes(_short(v, wt, "floats")), "<f4").tolist() if wt == 2 \
+                else [float32(v)]
+            _grow(lists.setdefault("floats", []), chunk, "floats")
         elif field == 8:
-            lists.setdefault("ints", []).extend(repeated_ints(wt, v))
+            _grow(lists.setdefault("ints", []), repeated_ints(wt, _short(v, wt, "ints")), "ints")
         elif field == 9 and wt == 2:
-            lists.setdefault("strings", []).append(string(v))
+            _grow(lists.setdefault("strings", []), [string(v)], "strings")
     if kind in (6, 7, 8) or (value is None and lists):
         value = next(iter(lists.values()), [])
+    elif value is None and kind in (1, 2, 3):  # a scalar left at its default is not written
+        value = {1: 0.0, 2: 0, 3: ""}[kind]
     return name, value
 
 
@@ -221,6 +244,7 @@ def _node(buf, tensors):
     for field, wt, v in fields(buf):
         if wt != 2:
             continue
+        _entries(inputs + outputs, f"inputs and outputs in node {name!r}")
         if field == 1:
             inputs.append(string(v))
         elif field == 2:
@@ -232,6 +256,7 @@ def _node(buf, tensors):
         elif field == 7:
             domain = string(v)
         elif field == 5:
+            _entries(attrs, f"attributes in node {name!r}")
             key, value = _attribute(v, tensors)
             attrs[key] = value
     return Node(name, op_type, domain, tuple(inputs), tuple(outputs), attrs)
@@ -269,6 +294,8 @@ def _graph(buf, tensors):
     for field, wt, v in fields(buf):
         if wt != 2:
             continue
+        _entries(range(len(nodes) + len(inits) + len(inputs) + len(outputs) + len(infos)),
+                 "nodes, initializers and value infos")
         if field == 1:
             nodes.append(_node(v, tensors))
         elif field == 5:
