@@ -58,7 +58,7 @@ def torch_network(model):
     from torch import nn
 
     mods = []
-    for m in model._modules:
+    for m in model.modules():
         if isinstance(m, Conv):
             t = nn.Conv2d(m.cin, m.cout, m.k, m.stride, m.pad, groups=m.groups)
         elif isinstance(m, MaxPool):

@@ -1,7 +1,7 @@
 """The inversion problem as plain NumPy data, shared by the PyTorch and JAX references.
 
 ``Problem.build(rep, target, layer, preset, **overrides)`` resolves everything that
-``minigrad.invert`` decides before its loop, the same way (``minigrad/inversion.py``):
+``minigrad.invert`` decides before its loop, the same way (``minigrad/inversion/``):
 
 - the options: the preset's values and the layer-dependent ones (λTV, C, jitter, schedule), via
   minigrad's own ``resolve_options``/``schedule_for`` (configuration, not autodiff);
@@ -15,19 +15,19 @@
 (or takes the precomputed code), so that the target is that framework's own.
 """
 import dataclasses
-import math
 
 import numpy as np
 
 from minigrad import backend
 from minigrad.inversion import (
-    _is_image,
     build_mask,
     initial_canvas,
     input_scale,
     resolve_options,
     schedule_for,
 )
+from minigrad.inversion.loop import _is_image
+from minigrad.inversion.presets import get_preset
 
 
 @dataclasses.dataclass
@@ -43,7 +43,7 @@ class Problem:
     hw: tuple
     J: int
     centre: int
-    schedule: object  # minigrad.optim.PiecewiseSchedule
+    schedule: object  # minigrad.inversion.optim.PiecewiseSchedule
     cvpr: bool
     step_scale: float
     w_alpha: float
@@ -56,54 +56,40 @@ class Problem:
     @classmethod
     def build(cls, rep, target, layer=None, preset="cvpr15", **overrides):
         layer = rep.layers[-1] if layer is None else layer
-        opts = resolve_options(rep, layer, preset, **overrides)
         x0 = code = None
         if _is_image(target):
             x0 = backend.asnumpy(rep.preprocess(target).data).astype(np.float32)
             hw = tuple(x0.shape[-2:])
-            code_shape = None
         else:
             code = np.asarray(backend.asnumpy(getattr(target, "data", target)), np.float32)
             if code.ndim == 1 or code.shape[0] != 1:
                 code = code[None]
-            hw = tuple(rep.input_size) if rep.input_size is not None else tuple(opts["size"])
-            code_shape = code.shape
-        if code_shape is None:
-            from minigrad import Tensor, no_grad
-
-            with no_grad():
-                code_shape = tuple(rep.forward(Tensor(x0), layer).shape)
+            size = overrides.get("size")
+            hw = tuple(rep.input_size) if rep.input_size is not None else tuple(size)
+        opts = dict(resolve_options(rep, layer, preset, hw=hw, **overrides))
+        code_shape = cls._code_shape(rep, layer, x0, code)
         mask = build_mask(code_shape, opts["window"], opts["channels"], opts["mask"])
-        R, C = opts["restarts"], rep.channels
-        J = opts["jitter"]
-        H, W = hw
-        centre = (J - 1) // 2
-        scale = input_scale(rep, hw)
-        unit_scale = bool(np.all(scale == 1))
-        cvpr = opts["formulation"] == "cvpr15"
-        if cvpr:
-            opts["sigma"] = float(opts["sigma"] or opts["rho"] * math.sqrt(C * H * W))
+        R, C, J = opts["restarts"], rep.channels, opts["jitter"]
+        scale = input_scale(rep)
         schedule = schedule_for(opts, hw)
         opts["iters"] = schedule.total
-
         # initialisation: the same generator and function as invert()
         rng = np.random.default_rng(opts["seed"])
-        z = initial_canvas(opts, rng, R, C, (H, W), J, scale)
-        x_init = z.astype(np.float32)
-
-        if cvpr:
-            step_scale = opts["sigma"] ** 2
-            w_alpha = opts["lambda_alpha"] / 2 / opts["sigma"] ** 2
-            w_tv = opts["lambda_tv"] / 2 / opts["sigma"] ** 2
-            per_pixel = normalize = False
-        else:
-            step_scale = 1.0
-            w_alpha = 1.0 / opts["B"] ** opts["alpha"]
-            w_tv = 1.0 / opts["V"] ** opts["beta"]
-            per_pixel = normalize = True
-        return cls(rep, layer, opts, x0, code, mask, scale.astype(np.float32), unit_scale, hw,
-                   J, centre, schedule, cvpr, step_scale, w_alpha, w_tv, per_pixel, normalize,
+        x_init = initial_canvas(opts, rng, R, C, hw, J, scale).astype(np.float32)
+        w = get_preset(preset).term_weights(opts)
+        return cls(rep, layer, opts, x0, code, mask, scale.astype(np.float32),
+                   bool(np.all(scale == 1)), hw, J, (J - 1) // 2, schedule,
+                   preset == "cvpr15", w.step_scale, w.alpha, w.tv, w.per_pixel, w.normalize,
                    x_init, rng)
+
+    @staticmethod
+    def _code_shape(rep, layer, x0, code):
+        if code is not None:
+            return code.shape
+        from minigrad import Tensor, no_grad
+
+        with no_grad():
+            return tuple(rep.forward(Tensor(x0), layer).shape)
 
     def offsets(self, step):
         """(lr, reset, oy, ox) of iteration ``step``, drawing the jitter as ``invert`` does

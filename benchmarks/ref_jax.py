@@ -46,7 +46,7 @@ def jax_network(rep, layer):
 
     if getattr(rep, "kind", "cnn") != "cnn":
         raise NotImplementedError(f"no JAX version of the {rep.name} network")
-    mods = rep._modules[:rep.layer_index(layer) + 1]
+    mods = rep.modules(layer)
     params = {k: jnp.asarray(v) for k, v in rep.params_numpy().items()}
 
     def conv(m, x):

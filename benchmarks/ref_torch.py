@@ -20,7 +20,7 @@ seeded NumPy generator, mask, input scale, σ and weights of the terms), and in 
 - **the update**: CVPR15 momentum ``m ← μm − lr·σ²·g; x ← x + m`` (m reset when the rate
   changes), IJCV16 ``G ← ρG + g²; v ← μv − g/(1/η + √G); x ← x + v`` then the per-pixel
   projection onto ‖x_uv‖ ≤ B₊, with the same elementary float32 operations as
-  ``minigrad/optim.py``.
+  ``minigrad/inversion/optim.py``.
 
 Φ0 is computed by the PyTorch network from the same preprocessed image.
 """
@@ -34,7 +34,7 @@ import torch
 from .ref_common import Problem
 
 
-# --- regularisers: minigrad's formulas and guards (minigrad/regularizers.py) -----------------
+# --- regularisers: minigrad's formulas and guards (minigrad/inversion/regularizers.py) ------
 def _ipow(a, k):
     """a**k by repeated squaring, the same products as minigrad's ``_ipow``."""
     result = None
@@ -256,7 +256,7 @@ def _torch_cnn(rep, layer, device):
     from models.cnn import FC, LRN, Conv, MaxPool, ReLU
 
     TF = torch.nn.functional
-    mods = rep._modules[:rep.layer_index(layer) + 1]
+    mods = rep.modules(layer)
     with warnings.catch_warnings():  # read-only arrays: shared, never written
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         w = {k: torch.from_numpy(v.numpy()).to(device) for k, v in rep.params.items()

@@ -35,10 +35,10 @@ def network_flops(rep, layer, input_size=None):
 
     if hasattr(rep, "_steps_for"):  # an ONNX network (models.onnx_net)
         return _onnx_flops(rep, layer)
-    idx = rep.layer_index(layer)
+    modules = rep.modules(layer)
     shape = (3,) + tuple(input_size or rep.input_size)
     conv = fc = 0
-    for m in rep._modules[:idx + 1]:
+    for m in modules:
         out = m.out_shape(shape)
         if isinstance(m, Conv):
             conv += 2 * 2 * out[0] * (m.cin // m.groups) * m.k * m.k * out[1] * out[2]

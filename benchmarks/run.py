@@ -3,7 +3,6 @@
     python -m benchmarks.run [--quick] [--threads 2] [--repeat 8] [--rounds 3]
                              [--cases caffenet:conv5,hog] [--no-memory] [--no-jax]
                              [--results benchmarks/RESULTS.md] [--png benchmarks/run.png]
-    minigrad bench ...       (the same, once the CLI wires ``benchmarks.run.main``)
 
 What is timed: one iteration of the CVPR15 inversion (forward to the layer, the normalised
 feature loss, α-norm and TV, backward to x, the momentum update), i.e. the body of
@@ -32,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -200,10 +198,9 @@ def measure_memory(lib, case, threads):
 def environment(threads):
     import numpy as np
 
-    import minigrad as mg
+    from minigrad.app.outputs import cpu_model, versions
 
-    info = {"minigrad": mg.__version__, "numpy": np.__version__, "python":
-            platform.python_version(), "threads": threads, "cores": os.cpu_count()}
+    info = dict(versions(), threads=threads, cores=os.cpu_count(), cpu=cpu_model())
     try:
         import torch
 
@@ -214,16 +211,6 @@ def environment(threads):
     from benchmarks import ref_jax
 
     info["jax"] = ref_jax.version()
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info["cpu"] = cpu
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         info["blas"] = f"{blas.get('name')} {blas.get('version')}"
@@ -417,7 +404,8 @@ def measure(args, command):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="minigrad bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help=f"only {', '.join(QUICK)}, 1 round of 3 iterations")
     ap.add_argument("--threads", type=int, default=2)

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as TF
 
-from models.dsift import half_gradient_bank, num_frames, spatial_bank
-from models.hog import gradient_bank, hog_size, tent_filter
+from models.dsift import num_frames, spatial_bank
+from models.features_common import gradient_bank, half_gradient_bank
+from models.hog import hog_size, tent_filter
 
 
 def _t(a, dtype):

@@ -238,3 +238,39 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
     """LRN across channels with PyTorch's semantics: x / (k + alpha/size · Σ x²)^beta."""
     return norm.LocalResponseNorm.apply(x, size=size, alpha=alpha, beta=beta, k=k)
 
+
+
+# --- device and dtype: Tensor methods only (x.to, x.astype), as in PyTorch ------------------
+def _to(a, device):
+    """A copy on another device ('cpu' or 'cuda'); gradients flow back through it."""
+    a = _t(a)
+    if backend.check_device(device) == a.device:
+        return a
+    return shape_ops.ToDevice.apply(a, device=device)
+
+
+def _astype(a, dtype):
+    return elementwise.Cast.apply(a, dtype=dtype)
+
+
+# --- Tensor methods and operators --------------------------------------------------------------
+def _reflected(fn):
+    return lambda self, other: fn(other, self)
+
+
+# One table maps Python's operators and Tensor's methods onto the functions above. It lives
+# here, not in tensor.py, so that the engine imports only the backend: tensor <- ops <-
+# functional is a chain, not a circle. Importing minigrad runs it.
+TENSOR_METHODS = {
+    "__add__": add, "__radd__": _reflected(add), "__sub__": sub, "__rsub__": _reflected(sub),
+    "__mul__": mul, "__rmul__": _reflected(mul), "__truediv__": div,
+    "__rtruediv__": _reflected(div), "__pow__": pow, "__rpow__": _reflected(pow),
+    "__matmul__": matmul, "__rmatmul__": _reflected(matmul), "__neg__": neg,
+    "__getitem__": getitem, "__abs__": abs,
+    "sum": sum, "mean": mean, "max": max, "reshape": reshape, "view": reshape, "exp": exp,
+    "log": log, "sqrt": sqrt, "abs": abs, "relu": relu, "clamp": clamp, "flatten": flatten,
+    "permute": permute, "transpose": transpose, "to": _to, "astype": _astype,
+}
+for _name, _fn in TENSOR_METHODS.items():
+    setattr(Tensor, _name, _fn)
+del _name, _fn

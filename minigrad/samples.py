@@ -10,7 +10,7 @@ name                    H x W       source / licence
 ======================  ==========  ==============================================
 
 The astronaut, chelsea and coffee crops are the exact images behind the VLFeat reference
-outputs in ``shared/reference/vlfeat/``.
+outputs in ``tests/data/vlfeat/``.
 """
 from pathlib import Path
 

@@ -149,24 +149,23 @@ class Tensor:
     def item(self):
         return self.data.item()
 
-    def to(self, device):
-        """A copy on another device ('cpu' or 'cuda'); gradients flow back through it."""
-        from .ops.shape import ToDevice
-
-        if backend.check_device(device) == self.device:
-            return self
-        return ToDevice.apply(self, device=device)
-
     def detach(self):
         return Tensor._wrap(self.data)
 
-    def astype(self, dtype):
-        from .ops.elementwise import Cast
-
-        return Cast.apply(self, dtype=dtype)
-
     def __len__(self):
         return self.shape[0]
+
+    # comparisons give plain boolean tensors (no gradient), as in PyTorch; the arithmetic
+    # operators and methods (x + y, x.sum(), x.to("cuda"), ...) are installed by
+    # ``minigrad.functional`` from its table, since they are the functional API's ops
+    def _compare(self, other, name):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._wrap(getattr(self.data, name)(other))
+
+    __lt__ = lambda self, other: self._compare(other, "__lt__")
+    __le__ = lambda self, other: self._compare(other, "__le__")
+    __gt__ = lambda self, other: self._compare(other, "__gt__")
+    __ge__ = lambda self, other: self._compare(other, "__ge__")
 
     def __repr__(self):
         grad = f", grad_fn={type(self._ctx).__name__}" if self._ctx else ""
@@ -269,36 +268,3 @@ def tensor(data, requires_grad=False, dtype="float32", device="cpu"):
     if backend.is_array(data) and backend.shares_memory(t.data, data):
         t.data = t.data.copy()  # never alias the caller's array (conv2d may freeze constants)
     return t
-
-
-def _install_operators():
-    """Python operators map onto the functional API (imported late: ops import this module)."""
-    from . import functional as F
-
-    def rev(fn):
-        return lambda self, other: fn(other, self)
-
-    ops = {
-        "__add__": F.add, "__radd__": rev(F.add), "__sub__": F.sub, "__rsub__": rev(F.sub),
-        "__mul__": F.mul, "__rmul__": rev(F.mul), "__truediv__": F.div,
-        "__rtruediv__": rev(F.div), "__pow__": F.pow, "__rpow__": rev(F.pow),
-        "__matmul__": F.matmul, "__rmatmul__": rev(F.matmul), "__neg__": F.neg,
-        "__getitem__": F.getitem, "__abs__": F.abs,
-        "sum": F.sum, "mean": F.mean, "max": F.max, "reshape": F.reshape, "exp": F.exp,
-        "log": F.log, "sqrt": F.sqrt, "abs": F.abs, "relu": F.relu, "clamp": F.clamp,
-        "flatten": F.flatten, "permute": F.permute, "transpose": F.transpose,
-    }
-    for name, fn in ops.items():
-        setattr(Tensor, name, fn)
-
-    def view(self, *shape):
-        return F.reshape(self, *shape)
-
-    Tensor.view = view
-    # comparisons give plain boolean tensors (no gradient), as in PyTorch
-    for name in ("__lt__", "__le__", "__gt__", "__ge__"):
-        def compare(self, other, _name=name):
-            other = other.data if isinstance(other, Tensor) else other
-            return Tensor._wrap(getattr(self.data, _name)(other))
-        setattr(Tensor, name, compare)
-

@@ -14,8 +14,11 @@ import os
 from collections.abc import Mapping
 
 from minigrad import F, backend
+from minigrad.ops.conv import conv_output_size
+from minigrad.ops.pool import pool_output_size
 from minigrad.tensor import Tensor
 from weights.errors import WeightsError
+from weights.npz import load_npz, param_mismatches
 
 from .base import Representation
 
@@ -46,8 +49,8 @@ class Conv:
 
     def out_shape(self, shape):
         _, h, w = shape
-        size = lambda n: (n + 2 * self.pad - self.k) // self.stride + 1  # noqa: E731
-        return (self.cout, size(h), size(w))
+        return (self.cout,) + tuple(conv_output_size(n, self.k, self.stride, self.pad)
+                                    for n in (h, w))
 
     def window(self, shape):
         return self.k, self.stride
@@ -91,14 +94,8 @@ class MaxPool(ReLU):
 
     def out_shape(self, shape):
         c, h, w = shape
-
-        def size(n):
-            if not self.ceil_mode:
-                return (n - self.k) // self.stride + 1
-            out = math.ceil((n - self.k) / self.stride) + 1
-            return out - 1 if (out - 1) * self.stride >= n else out
-
-        return (c, size(h), size(w))
+        return (c,) + tuple(pool_output_size(n, self.k, self.stride, ceil_mode=self.ceil_mode)
+                            for n in (h, w))
 
     def window(self, shape):
         return self.k, self.stride
@@ -252,7 +249,7 @@ class CNN(Representation):
     # --- weights -------------------------------------------------------------------------
     def param_shapes(self):
         shapes = {}
-        for m in self._modules:
+        for m in self.modules():
             shapes.update(m.param_shapes())
         return shapes
 
@@ -266,9 +263,7 @@ class CNN(Representation):
             if default_weights is None:
                 raise MissingWeightsError(f"{self.name} has no default weights")
             weights = default_weights()
-        if isinstance(weights, (str, os.PathLike)):
-            from weights.npz import load_npz  # np.load(allow_pickle=False), shape checks
-
+        if isinstance(weights, (str, os.PathLike)):  # np.load(allow_pickle=False), checked
             arrays, meta = load_npz(weights, expected_shapes=self.param_shapes(),
                                     optional=self.fc_keys())
             meta = dict(meta or {})
@@ -279,7 +274,7 @@ class CNN(Representation):
                     f"load it with models.get({variant!r}, weights=...)"
                 )
             meta.setdefault("path", os.fspath(weights))
-            return self.check_weights(arrays, source=os.fspath(weights)), meta
+            return arrays, meta  # load_npz has checked every key and shape
         raise TypeError(
             f"weights must be 'default', a path to a converted .npz, a dict of arrays or None "
             f"(random), got {type(weights).__name__}"
@@ -287,28 +282,26 @@ class CNN(Representation):
 
     def fc_keys(self):
         """Parameter keys of the fully connected layers (absent from conv-only weights)."""
-        return [k for m in self._modules if isinstance(m, FC) for k in m.param_shapes()]
+        return [k for m in self.modules() if isinstance(m, FC) for k in m.param_shapes()]
 
     def check_weights(self, arrays, source="the weights given"):
-        """Every conv key present, fc keys all or some absent, nothing unknown, shapes exact."""
+        """Every conv key present, fc keys all or some absent, nothing unknown, shapes exact
+        (``weights.npz.param_mismatches``, with the messages of weights given as arrays; a
+        file is checked by ``weights.npz.load_npz`` instead)."""
         expected = self.param_shapes()
-        unknown = sorted(set(arrays) - set(expected))
+        missing, unknown, wrong = param_mismatches(arrays, expected, optional=self.fc_keys())
         if unknown:
             raise WeightsError(
-                f"{source}: unexpected keys for {self.name}: {', '.join(unknown)} "
+                f"{source}: unexpected keys for {self.name}: {', '.join(sorted(unknown))} "
                 f"(expected {', '.join(expected)})"
             )
-        fc_keys = set(self.fc_keys())
-        for key, shape in expected.items():
-            if key not in arrays:
-                if key in fc_keys:
-                    continue  # conv-only file: fc layers refuse to run (see forward)
-                raise WeightsError(f"{source}: missing key {key!r} (expected shape {shape})")
-            actual = tuple(arrays[key].shape)
-            if actual != shape:
-                raise WeightsError(
-                    f"{source}: {key!r} has shape {actual}, expected {shape} for {self.name}"
-                )
+        order = list(expected)
+        for key in sorted(missing + wrong, key=order.index)[:1]:
+            if key in missing:
+                raise WeightsError(f"{source}: missing key {key!r} (expected shape "
+                                   f"{expected[key]})")
+            raise WeightsError(f"{source}: {key!r} has shape {tuple(arrays[key].shape)}, "
+                               f"expected {expected[key]} for {self.name}")
         return arrays
 
     def random_weights(self, seed=0):
@@ -320,7 +313,7 @@ class CNN(Representation):
         np = backend.np
         rng = np.random.default_rng(seed)
         out = {}
-        for m in self._modules:
+        for m in self.modules():
             for key, shape in m.param_shapes().items():
                 bound = math.sqrt(6.0 / m.fan_in()) if key.endswith(".weight") else 0.01
                 a = rng.random(shape, dtype=np.float32)  # [0, 1)
@@ -335,10 +328,29 @@ class CNN(Representation):
 
     def has_weights(self, layer):
         """True when every parameter up to ``layer`` is loaded."""
-        idx = self.layer_index(layer)
-        return all(k in self.params for m in self._modules[:idx + 1] for k in m.param_shapes())
+        return all(k in self.params for m in self.modules(layer) for k in m.param_shapes())
+
+    def require_weights(self, layer):
+        """None when every parameter up to ``layer`` is loaded; else MissingWeightsError naming
+        the missing keys, the weights' source and how to get the full weights."""
+        for m in self.modules(layer):
+            missing = [k for k in m.param_shapes() if k not in self.params]
+            if missing:
+                source = self.meta.get("path") or self.meta.get("source") or "the loaded weights"
+                raise MissingWeightsError(
+                    f"{self.name} layer {layer!r} needs {', '.join(missing)}, which "
+                    f"{source} does not have (conv-only weights). Fully connected weights are "
+                    f"never made up. {self.full_weights_hint}"
+                )
 
     # --- layers --------------------------------------------------------------------------
+    def modules(self, upto=None):
+        """The layer objects in network order, up to and including layer ``upto`` (all when
+        None); a new list."""
+        if upto is None:
+            return list(self._modules)
+        return self._modules[:self.layer_index(upto) + 1]
+
     def layer_index(self, layer):
         """Position of ``layer`` in ``layers`` (0-based); UnknownNameError for unknown names."""
         return self.layers.index(self.check_layer(layer))
@@ -351,35 +363,24 @@ class CNN(Representation):
         """One pass up to the deepest of ``layers``; a dict name -> Tensor."""
         wanted = set(self.check_layer(name) for name in layers)
         last = max(self.layers.index(name) for name in wanted)
-        self._require_weights(self.layers[last])
+        self.require_weights(self.layers[last])
         if not isinstance(x, Tensor):
             x = Tensor(backend.to_device(x, self.device), dtype=self.dtype)
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.name} expects an input of shape (N, 3, H, W), got {x.shape}")
         out = {}
-        for m in self._modules[:last + 1]:
+        for m in self.modules(self.layers[last]):
             x = m(x, self.params)
             if m.name in wanted:
                 out[m.name] = x
         return out
 
-    def _require_weights(self, layer):
-        for m in self._modules[:self.layers.index(layer) + 1]:
-            missing = [k for k in m.param_shapes() if k not in self.params]
-            if missing:
-                source = self.meta.get("path") or self.meta.get("source") or "the loaded weights"
-                raise MissingWeightsError(
-                    f"{self.name} layer {layer!r} needs {', '.join(missing)}, which "
-                    f"{source} does not have (conv-only weights). Fully connected weights are "
-                    f"never made up. {self.full_weights_hint}"
-                )
-
-    def output_shape(self, layer, input_size=None):
-        """(C, H, W) for conv layers, (features,) for fc layers, for one image of
-        ``input_size`` (default: the network's)."""
-        idx = self.layer_index(layer)
-        shape = (3,) + tuple(input_size or self.input_size)
-        for m in self._modules[:idx + 1]:
+    def output_shape(self, layer, hw=None):
+        """(C, H, W) for conv layers, (features,) for fc layers, for one image of size
+        ``hw`` = (H, W) (default: the network's input size)."""
+        modules = self.modules(layer)
+        shape = (3,) + tuple(hw or self.input_size)
+        for m in modules:
             shape = m.out_shape(shape)
         return shape
 
@@ -390,15 +391,21 @@ class CNN(Representation):
         conv whose kernel covers its whole input (so fc6 of CaffeNet sees 195 + 5·32 = 355
         pixels, including the padding beyond the 227-pixel image), later fc layers as 1×1.
         """
-        idx = self.layer_index(layer)
         size, stride, shape = 1, 1, (3,) + self.input_size
-        for m in self._modules[:idx + 1]:
+        for m in self.modules(layer):
             k, s = m.window(shape)
             size, stride = size + (k - 1) * stride, stride * s
             shape = m.out_shape(shape)
         return size, stride
 
     # --- pixels <-> input space ------------------------------------------------------------
+    def input_scale(self):
+        """Host float64 (3,): d(input)/d(pixel) = pixel_range/255/std per channel, in network
+        order (``Normalization.std`` is given in that order; the mean does not change it)."""
+        np = backend.np
+        std = np.asarray(self.normalization.std, dtype=np.float64)
+        return (self.normalization.pixel_range / 255.0) / std
+
     def _norm_arrays(self):
         """Host float64 mean/std, shaped (1, 1, 3) in network channel order; a converted file's
         full mean image (MatConvNet's averageImage, RGB) replaces the mean pixel when given."""

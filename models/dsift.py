@@ -27,17 +27,13 @@ from minigrad import F, backend
 from minigrad.tensor import Tensor
 
 from .base import Representation
+from .features_common import (
+    cached_constant,
+    deprocess_image,
+    half_gradient_bank,
+    preprocess_image,
+)
 from .features_ops import OrientationBinning, SiftNormalize, StridedFilterBank1d
-from .hog import cached_constant, deprocess_image, preprocess_image
-
-
-def half_gradient_bank():
-    """(2, 1, 3, 3): [dx/2, dy/2], dx = [-1, 0, 1] along the row."""
-    np = backend.np
-    d = np.zeros((2, 1, 3, 3))
-    d[0, 0, 1] = [-0.5, 0, 0.5]
-    d[1, 0, :, 1] = [-0.5, 0, 0.5]
-    return d
 
 
 def spatial_bank(bin_size, num_bins=4, window_size=2.0):
@@ -93,7 +89,10 @@ class DSIFT(Representation):
         self.window_size = float(window_size)
         self.device = backend.check_device(device)
 
-    def output_shape(self, height, width):
+    def output_shape(self, layer="dsift", hw=None):
+        """(128, rows, cols) for an image of size ``hw`` = (H, W) (required: any size works)."""
+        self.check_layer(layer)
+        height, width = self._size(hw)
         b, s = self.bin_size, self.step
         return 128, num_frames(height, b, s), num_frames(width, b, s)
 

@@ -198,12 +198,7 @@ class OnnxNet(Representation):
             plan = self._plans[wanted] = [self._steps[i] for i in sorted(needed)]
         return plan
 
-    def has_weights(self, layer):
-        self.check_layer(layer)
-        return True  # an ONNX file carries all its weights
-
-    def require_weights(self, layer):
-        self.check_layer(layer)
+    # has_weights / require_weights: the base class's (an ONNX file carries all its weights)
 
     # --- geometry --------------------------------------------------------------------------
     def _all_shapes(self, hw):

@@ -18,7 +18,12 @@ from minigrad.inversion import (
     resolve_options,
     schedule_for,
 )
-from minigrad.optim import AdaGradMomentum, MomentumSGD, PiecewiseSchedule, project_pixel_norm
+from minigrad.inversion.optim import (
+    AdaGradMomentum,
+    MomentumSGD,
+    PiecewiseSchedule,
+    project_pixel_norm,
+)
 from models.base import Representation
 
 

@@ -437,6 +437,96 @@ def test_preprocess_deprocess(name):
         model.preprocess(wide.astype(np.float32))
 
 
+def _network(name):
+    """The shared CNN of ``name``, or a fresh HOG/DSIFT ("hog-colour": colour HOG)."""
+    if name == "hog-colour":
+        return models.get("hog", color=True)
+    return reference(name)[1] if name in CNN_NAMES else models.get(name)
+
+
+CNN_NAMES = ("caffenet", "caffe-alexnet", "alexnet", "vgg16")
+
+
+@pytest.mark.parametrize("name", list(models.names()) + ["hog-colour"])
+def test_input_scale_is_the_measured_slope_of_preprocess(name):
+    model = _network(name)
+    hw = model.input_size or (24, 32)
+    scale = model.input_scale()
+    assert scale.dtype == np.float64 and scale.shape == (model.channels,)
+    black = model.preprocess(np.zeros(hw + (3,), np.uint8)).numpy()[0].astype(np.float64)
+    white = model.preprocess(np.full(hw + (3,), 255, np.uint8)).numpy()[0].astype(np.float64)
+    slope = (white - black) / 255.0  # (C, H, W)
+    np.testing.assert_allclose(slope, np.broadcast_to(scale[:, None, None], slope.shape),
+                               rtol=1e-6, atol=0)
+
+
+def test_input_scale_follows_the_network_channel_order():
+    from models.cnn import CNN, Conv, ReLU
+
+    norm = Normalization("BGR", 1.0, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    model = CNN("tiny", [Conv("conv1", 3, 2, 3), ReLU("relu1")], (8, 8), norm, weights=None,
+                dtype="float64")
+    np.testing.assert_allclose(model.input_scale(), [1 / 255 / 0.2, 1 / 255 / 0.25,
+                                                     1 / 255 / 0.3], rtol=1e-15)
+    black = model.preprocess(np.zeros((8, 8, 3), np.uint8)).numpy()[0]
+    for rgb in range(3):  # only this colour at 255: network channel 2 - rgb (BGR) moves
+        image = np.zeros((8, 8, 3), np.uint8)
+        image[:, :, rgb] = 255
+        moved = (model.preprocess(image).numpy()[0] - black) / 255.0
+        expected = np.zeros(3)
+        expected[2 - rgb] = model.input_scale()[2 - rgb]
+        np.testing.assert_allclose(moved[:, 0, 0], expected, rtol=1e-12, atol=1e-15)
+
+
+def test_modules_lists_the_layers_up_to_a_layer():
+    model = reference("alexnet")[1]
+    assert [m.name for m in model.modules()] == list(model.layers)
+    assert [m.name for m in model.modules("pool2")] == ["conv1", "relu1", "pool1", "conv2",
+                                                         "relu2", "pool2"]
+    model.modules().clear()  # a copy: the network keeps its layers
+    assert len(model.modules()) == 18
+    with pytest.raises(UnknownNameError, match="valid layers: conv1, relu1"):
+        model.modules("norm1")
+
+
+def test_require_weights_is_the_public_explanation():
+    conv_only = {k: v for k, v in reference("alexnet")[0].params.items()
+                 if not k.startswith("fc")}
+    model = models.get("alexnet", weights=conv_only)
+    assert model.require_weights("pool5") is None
+    with pytest.raises(MissingWeightsError, match="fc6.weight, fc6.bias.*alexnet-owt"):
+        model.require_weights("fc7")
+    for name in ("hog", "hogb", "dsift"):
+        rep = models.get(name)
+        layer = rep.layers[0]
+        assert rep.has_weights(layer) and rep.require_weights(layer) is None
+        with pytest.raises(UnknownNameError, match=f"valid layers: {layer}"):
+            rep.require_weights("conv1")
+
+
+def test_output_shape_has_one_signature():
+    hog, dsift = models.get("hog"), models.get("dsift")
+    assert hog.output_shape("hog", hw=(64, 48)) == (31, 8, 6)
+    assert dsift.output_shape("dsift", (64, 48)) == (128, 5, 3)
+    for rep in (hog, dsift):
+        with pytest.raises(ValueError, match="any size: give hw"):
+            rep.output_shape(rep.layers[0])
+    alexnet = reference("alexnet")[1]
+    assert alexnet.output_shape("pool5", hw=(256, 256)) == (256, 7, 7)
+    assert alexnet.output_shape("pool5") == (256, 6, 6)
+
+
+def test_receptive_field_is_required():
+    class Bare(models.Representation):
+        name, layers = "bare", ("out",)
+
+    with pytest.raises(NotImplementedError, match=r"Bare does not define receptive_field"):
+        Bare().receptive_field("out")
+    for name in models.names():
+        size, stride = _network(name).receptive_field(_network(name).layers[-1])
+        assert size >= stride >= 1
+
+
 def test_random_weights_are_seeded_and_documented():
     a = models.get("alexnet", weights=None, seed=3)
     b = models.get("alexnet", weights=None, seed=3)

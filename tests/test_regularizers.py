@@ -4,7 +4,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import F
-from minigrad.regularizers import alpha_norm, total_variation
+from minigrad.inversion.regularizers import alpha_norm, total_variation
 
 
 def tv_loop(x, beta):

@@ -16,15 +16,16 @@ Public API::
 See ``weights/README.md`` for formats, sources and licences.
 """
 from .arch import VARIANTS, expected_shapes, fc_keys
-from .convert import convert, detect_format, read_source, sha256_file
+from .cache import cache_dir, cache_names, cached_path, sha256_file
+from .convert import convert, detect_format, read_source
 from .errors import ChecksumError, UnsafePickleError, WeightsError
 from .npz import check_params, load_npz, save_npz
-from .registry import cache_dir, cached_path, default_path, fetch
+from .registry import default_path, fetch
 from .report import info
 
 __all__ = [
     "VARIANTS", "ChecksumError", "UnsafePickleError", "WeightsError", "cache_dir",
-    "cached_path", "check_params", "convert", "default_path", "detect_format",
+    "cache_names", "cached_path", "check_params", "convert", "default_path", "detect_format",
     "expected_shapes", "fc_keys", "fetch", "info", "load_npz", "read_source", "save_npz",
     "sha256_file",
 ]

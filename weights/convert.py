@@ -21,7 +21,6 @@ Every result uses the key convention of :mod:`weights.arch`; the colour order of
 kept (conv1 is not flipped) and recorded, with the mean/std, in the metadata.
 """
 import collections
-import hashlib
 import math
 import sys
 from pathlib import Path
@@ -29,18 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from . import arch, caffe, matconvnet, safe_pickle, torchfile
+from .cache import cache_dir, sha256_file
 from .errors import WeightsError
 from .npz import META_KEY, check_params, save_npz
 
 FORMATS = ("torch", "lpips", "matconvnet", "caffe", "npy")
-
-
-def sha256_file(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def detect_format(path):
@@ -389,8 +381,6 @@ def read_source(path, variant=None, fmt=None):
 
 
 def default_out(variant):
-    from .registry import cache_dir
-
     return cache_dir() / f"{variant}.npz"
 
 

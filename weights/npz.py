@@ -33,28 +33,37 @@ def _shape_str(shape):
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def param_mismatches(params, expected_shapes, optional=()):
+    """(missing, unexpected, wrong) keys of ``params`` against ``expected_shapes``: missing and
+    wrong-shape keys in the expected order, ``optional`` keys allowed to be absent."""
+    optional = set(optional)
+    missing = [k for k in expected_shapes if k not in params and k not in optional]
+    unexpected = [k for k in params if k not in expected_shapes]
+    wrong = [k for k, shape in expected_shapes.items()
+             if k in params and tuple(params[k].shape) != tuple(shape)]
+    return missing, unexpected, wrong
+
+
 def check_params(params, expected_shapes, optional=(), where="weights"):
     """Check ``params`` against ``expected_shapes`` ({key: shape}); raise WeightsError.
 
     Keys listed in ``optional`` may be absent (e.g. fc6-fc8 in conv-only weights), but if
     present their shape is checked like every other key.
     """
-    optional = set(optional)
-    missing = [k for k in expected_shapes if k not in params and k not in optional]
+    missing, unexpected, wrong = param_mismatches(params, expected_shapes, optional)
     if missing:
         raise WeightsError(f"{where}: missing parameter(s) {', '.join(missing)}")
-    unexpected = [k for k in params if k not in expected_shapes]
     if unexpected:
         raise WeightsError(
             f"{where}: unexpected parameter(s) {', '.join(unexpected)} "
             f"(expected keys: {', '.join(expected_shapes)})"
         )
-    for key, shape in expected_shapes.items():
-        if key in params and tuple(params[key].shape) != tuple(shape):
-            raise WeightsError(
-                f"{where}: parameter {key} has shape {_shape_str(params[key].shape)}, "
-                f"expected {_shape_str(shape)}"
-            )
+    if wrong:
+        key = wrong[0]
+        raise WeightsError(
+            f"{where}: parameter {key} has shape {_shape_str(params[key].shape)}, "
+            f"expected {_shape_str(expected_shapes[key])}"
+        )
 
 
 def _umask():

@@ -11,9 +11,9 @@
   the file without torch and caches ``<cache>/<name>-torchvision.npz``; when the server
   cannot be reached it says so and falls back to the conv-only source.
 
-The cache is ``$MINIGRAD_HOME/weights`` when ``MINIGRAD_HOME`` is set, else
-``~/.cache/minigrad/weights``. Nothing partial is ever left under a cache name: every file
-is written to a temporary name in the same directory and renamed when complete.
+The cache (``weights/cache.py``) is ``$MINIGRAD_HOME/weights`` when ``MINIGRAD_HOME`` is
+set, else ``~/.cache/minigrad/weights``. Nothing partial is ever left under a cache name:
+every file is written to a temporary name in the same directory and renamed when complete.
 """
 import hashlib
 import os
@@ -29,7 +29,8 @@ import urllib.request
 from pathlib import Path
 
 from . import arch, safe_pickle
-from .convert import build_meta, convert, lpips_params, sha256_file
+from .cache import cache_dir, cached_path, sha256_file
+from .convert import build_meta, convert, lpips_params
 from .errors import ChecksumError, WeightsError
 from .npz import check_params, save_npz
 
@@ -61,29 +62,6 @@ _MAX_MEMBER = 200 * 1024 * 1024
 
 def _log(msg):
     print(f"minigrad weights: {msg}", file=sys.stderr, flush=True)
-
-
-def cache_dir():
-    """``$MINIGRAD_HOME/weights`` or ``~/.cache/minigrad/weights`` (not created here)."""
-    home = os.environ.get("MINIGRAD_HOME")
-    if home:
-        return Path(home).expanduser() / "weights"
-    return Path("~/.cache/minigrad/weights").expanduser()
-
-
-def cache_names(name):
-    """Cache file names for ``name``, most preferred first."""
-    return [f"{name}.npz", f"{name}-torchvision.npz", f"{name}-lpips.npz"]
-
-
-def cached_path(name):
-    """The preferred cached ``.npz`` for ``name``, or None."""
-    arch._family(name)
-    for fname in cache_names(name):
-        p = cache_dir() / fname
-        if p.is_file():
-            return p
-    return None
 
 
 def _how_to_get(name):

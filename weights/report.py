@@ -2,9 +2,10 @@
 from pathlib import Path
 
 from . import arch
-from .convert import describe_file, sha256_file
+from .cache import cache_dir, cache_names, sha256_file
+from .convert import describe_file
 from .errors import WeightsError
-from .registry import FETCHABLE, cache_dir, cache_names
+from .registry import FETCHABLE
 
 
 def _fmt_shape(shape):

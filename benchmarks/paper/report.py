@@ -2,7 +2,7 @@
 import math
 import time
 
-from .run import PUBLISHED
+from .published import PUBLISHED
 
 
 def _pm(d, key="std", digits=2):
@@ -269,7 +269,7 @@ def _table1_discussion(res):
         "227×227×3). The regularisers are weighted by λ/σ², so ours are "
         f"{(27098.1157 / sigma) ** 2:.1f}× stronger than the authors' constant would make them "
         "at this size, and the initial noise has the RMS of a natural image (see "
-        "`minigrad/inversion.py`). Stronger regularisation can cost some feature-space "
+        "`minigrad/inversion/presets.py`). Stronger regularisation can cost some feature-space "
         "error" + ("; that HOG and HOGb land within the published standard deviations "
                    "suggests the effect is small here." if agree else "."))
     if "DSIFT" in t:

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -22,18 +21,16 @@ import numpy as np
 
 import models
 import weights as weights_pkg
-from minigrad import metrics as M
 from minigrad.images import save_json, save_text
 from minigrad.inversion import invert, lambda_tv_for
+from minigrad.inversion import metrics as M
 from minigrad.tensor import Tensor, no_grad
 
 from . import imageset
 from .plot import labelled_grid, layer_plot, save_png_capped
+from .published import PUBLISHED  # noqa: F401 - part of this module's interface
 
 HERE = Path(__file__).resolve().parent
-PUBLISHED = {  # CVPR15 Table 1, error in % (approx., see paper-spec §7)
-    "HOGgle": (66.20, 13.7), "HOG": (28.10, 7.9), "HOGb": (10.67, 5.1), "DSIFT": (10.89, 7.5),
-}
 ALEXNET_LAYERS = ("conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3",
                   "conv4", "relu4", "conv5", "relu5", "pool5")
 VGG_LAYERS = ("pool1", "pool2", "pool3", "pool4", "pool5")
@@ -359,8 +356,7 @@ def figures(cfg, rep, image, run, figs, out):
 
 # --- environment -----------------------------------------------------------------------------
 def environment():
-    import PIL
-    import scipy
+    from minigrad.app.outputs import cpu_model, versions
 
     def git(*args):
         try:
@@ -369,19 +365,9 @@ def environment():
         except Exception:  # noqa: BLE001
             return "?"
 
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "pillow": PIL.__version__,
-            "commit": git("rev-parse", "--short", "HEAD"), "cpu": cpu,
-            "cores": os.cpu_count(), "platform": platform.platform(),
-            "load_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    return dict(versions(), commit=git("rev-parse", "--short", "HEAD"), cpu=cpu_model(),
+                cores=os.cpu_count(),
+                load_start=os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
 
 
 # --- main ------------------------------------------------------------------------------------

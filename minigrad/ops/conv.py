@@ -58,8 +58,10 @@ def weight_matrix(W, groups):
     return W.reshape(groups, O // groups, kh * kw * Cg)
 
 
-def conv_output_size(size, k, s, p, d=1):
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+def conv_output_size(n, k, stride=1, pad=0, dilation=1):
+    """Output length of a convolution along one axis of input length ``n``:
+    floor((n + 2·pad − dilation·(k − 1) − 1) / stride) + 1 (below 1: the kernel does not fit)."""
+    return (n + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
 # im2col buffers above this many elements are built in blocks of output rows (when no weight

@@ -12,13 +12,19 @@ from ..tensor import Function
 from .conv import pair, window_slices
 
 
-def pool_output_size(size, k, s, p, ceil_mode):
+def pool_output_size(n, k, stride, pad=0, ceil_mode=False):
+    """Output length of a pooling along one axis of input length ``n``.
+
+    floor((n + 2·pad − k) / stride) + 1, or with ``ceil_mode`` the ceiling, less one when the
+    last window would start in the right padding: it must start inside the input (or the left
+    padding), Caffe's and PyTorch's rule.
+    """
     if ceil_mode:
-        out = math.ceil((size + 2 * p - k) / s) + 1
-        if (out - 1) * s >= size + p:  # the last window would start in the padding
+        out = math.ceil((n + 2 * pad - k) / stride) + 1
+        if (out - 1) * stride >= n + pad:  # the last window would start in the padding
             out -= 1
     else:
-        out = (size + 2 * p - k) // s + 1
+        out = (n + 2 * pad - k) // stride + 1
     return out
 
 

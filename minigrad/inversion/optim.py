@@ -6,7 +6,7 @@
 
 Both work on NumPy or CuPy arrays (``xp = get_array_module(x)``) and never sync with the host.
 """
-from .backend import get_array_module
+from ..backend import get_array_module
 
 
 class PiecewiseSchedule:

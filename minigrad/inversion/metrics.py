@@ -3,8 +3,8 @@
 All functions accept Tensors, NumPy or CuPy arrays and return Python floats (or NumPy arrays
 with ``per_image=True``); they are for reporting, outside the optimisation loop.
 """
-from . import backend
-from .backend import np
+from .. import backend
+from ..backend import np
 
 
 def _host(a, dtype="float64"):

@@ -8,8 +8,8 @@ Shapes: ``x`` is (N, C, H, W). ``reduction="sum"`` returns a scalar Tensor summe
 batch; ``reduction="none"`` returns one value per image, shape (N,), which is what the
 inversion loop uses to keep restarts independent.
 """
-from .backend import get_array_module
-from .tensor import Function
+from ..backend import get_array_module
+from ..tensor import Function
 
 
 def _ipow(a, k):
