@@ -289,6 +289,13 @@ def _torch_cnn(rep, layer, device):
 def torch_representation(rep, layer, device="cpu"):
     """A callable x (N, C, H, W) -> Φ(x) at ``layer``, in PyTorch, with ``rep``'s weights."""
     kind = getattr(rep, "kind", "cnn")
+    from models.onnx_net import OnnxNet
+
+    if isinstance(rep, OnnxNet):  # the ONNX file itself, run op by op in torch
+        from .torch_onnx import TorchOnnx
+
+        ref = TorchOnnx(rep.path, dtype=torch.float32, device=device)
+        return lambda x: ref.run(x, [layer])[layer]
     if kind == "cnn":
         return _torch_cnn(rep, layer, device)
     TorchHOG, TorchDSIFT = _hog_and_dsift()

@@ -33,6 +33,8 @@ def network_flops(rep, layer, input_size=None):
     """(conv FLOPs, fc FLOPs) of forward + input gradient to ``layer``, one image."""
     from models.cnn import FC, Conv
 
+    if hasattr(rep, "_steps_for"):  # an ONNX network (models.onnx_net)
+        return _onnx_flops(rep, layer)
     modules = rep.modules(layer)
     shape = (3,) + tuple(input_size or rep.input_size)
     conv = fc = 0
@@ -43,6 +45,19 @@ def network_flops(rep, layer, input_size=None):
         elif isinstance(m, FC):
             fc += 2 * 2 * m.cin * m.cout
         shape = out
+    return conv, fc
+
+
+def _onnx_flops(rep, layer):
+    conv = fc = 0
+    for step in rep._steps_for((layer,)):
+        out = rep.output_shape(step.output)
+        op = step.node.op_type
+        if op == "Conv":
+            w = rep._host[step.inputs[1]]  # (O, C/groups, kh, kw)
+            conv += 2 * 2 * w.size * out[1] * out[2]
+        elif op in ("Gemm", "MatMul"):
+            fc += 2 * 2 * rep._host[step.inputs[1]].size if step.inputs[1] in rep._host else 0
     return conv, fc
 
 

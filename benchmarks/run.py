@@ -38,7 +38,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- BEGIN benchmarks/run.py -->", "<!-- END benchmarks/run.py -->"
 CASES = ("caffenet:conv3", "caffenet:conv5", "caffenet:fc8", "alexnet:conv3", "alexnet:conv5",
-         "alexnet:fc8", "vgg16:conv3_3", "vgg16:conv5_3", "hog", "hogb", "dsift")
+         "alexnet:fc8", "vgg16:conv3_3", "vgg16:conv5_3", "hog", "hogb", "dsift",
+         "onnx-resnet18:layer3", "onnx-alexnet:fc8")  # onnx-*: exported by benchmarks/torch_onnx
 QUICK = ("caffenet:conv5", "alexnet:fc8", "hog")
 # (case -> target ratio) from issue 6: minigrad time ≤ target × PyTorch's
 TARGETS = {"caffenet:conv5": 1.0, "caffenet:fc8": 1.0, "alexnet:conv5": 1.0, "alexnet:fc8": 1.0,
@@ -78,6 +79,10 @@ def problem(case):
         image = np.asarray(Image.fromarray(image).resize((FEATURE_SIZE, FEATURE_SIZE),
                                                          Image.BILINEAR))
         return rep, image, rep.layers[0]
+    if name.startswith("onnx-"):  # an exported torch network with random weights
+        from benchmarks.torch_onnx import exported
+
+        return models.from_onnx(exported(name[len("onnx-"):])), image, layer
     return models.get(name, weights=None), image, layer
 
 
@@ -136,8 +141,8 @@ def runners(case, libs, device="cpu"):
         elif lib == "jax":
             from benchmarks.ref_jax import JaxInversion
 
-            if rep.kind != "cnn":
-                continue  # no JAX HOG/DSIFT network
+            if rep.kind != "cnn" or case.startswith("onnx-"):
+                continue  # no JAX HOG/DSIFT or ONNX network
             out[lib] = RefRunner(lambda: JaxInversion.build(rep, image, layer, "cvpr15",
                                                             iters=10 ** 4))
     return out

@@ -79,6 +79,10 @@ def relu(a):
     return elementwise.ReLU.apply(a)
 
 
+def leaky_relu(a, negative_slope=0.01):
+    return elementwise.LeakyReLU.apply(a, slope=negative_slope)
+
+
 # --- reductions ----------------------------------------------------------------------------
 def _axis(axis, dim):
     return dim if axis is None else axis

@@ -86,6 +86,7 @@ CASES = [
     ("clamp", lambda a: F.clamp(a, -0.5, 0.7), [_away_from(4, 5, kinks=(-0.5, 0.7))]),
     ("where", F.where, [_mask(3, 4), _normal(3, 4), _normal(4)]),
     ("relu", F.relu, [_away_from(3, 4, 5)]),
+    ("leaky_relu", lambda a: F.leaky_relu(a, 0.2), [_away_from(3, 4, 5)]),
     ("sum", lambda a: F.sum(a, (0, 2), keepdims=True), [_normal(3, 4, 5)]),
     ("mean", lambda a: F.mean(a, 1), [_normal(3, 4, 5)]),
     ("max", lambda a: F.max(a, -1), [_tie_free(3, 4, 5)]),

@@ -66,6 +66,8 @@ CASES = [
     C(F.where, lambda rng: rng.random((3, 4)) > 0.5, N(3, 4), N(3, 4), id="where"),
     C(F.where, lambda rng: rng.random((3, 4)) > 0.5, N(4), N(3, 1), id="where-broadcast"),
     C(F.relu, K(3, 4, 5), id="relu"),
+    C(lambda a: F.leaky_relu(a, 0.2), K(3, 4, 5), id="leaky_relu"),
+    C(F.leaky_relu, K(2, 6), id="leaky_relu-default-slope"),
     # --- reductions ----------------------------------------------------------------------
     C(F.sum, N(3, 4, 5), id="sum-all"),
     C(lambda a: F.sum(a, 1), N(3, 4, 5), id="sum-axis"),
@@ -207,7 +209,8 @@ def test_every_functional_op_is_checked():
     """A new public function in minigrad.functional must get a gradient check here."""
     checked = {
         "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "maximum",
-        "minimum", "clamp", "where", "relu", "sum", "mean", "max", "reshape", "permute",
+        "minimum", "clamp", "where", "relu", "leaky_relu", "sum", "mean", "max", "reshape",
+        "permute",
         "transpose", "flatten", "pad", "concat", "cat", "stack", "getitem", "matmul", "linear",
         "softmax", "log_softmax", "dropout", "conv2d", "max_pool2d", "avg_pool2d",
         "adaptive_avg_pool2d", "local_response_norm",

@@ -110,6 +110,8 @@ OPS = [
       id="clamp-max"),
     C(F.where, torch.where, Mask(3, 4), N(3, 4), N(4), id="where"),
     C(F.relu, torch.relu, K(3, 4, 5), id="relu"),
+    C(lambda a: F.leaky_relu(a, 0.2), lambda a: TF.leaky_relu(a, 0.2), K(3, 4, 5),
+      id="leaky_relu"),
     C(F.sum, torch.sum, N(3, 4, 5), id="sum"),
     C(lambda a: F.sum(a, (0, 2), keepdims=True), lambda a: torch.sum(a, (0, 2), keepdim=True),
       N(3, 4, 5), id="sum-axes-keepdims"),

@@ -1,4 +1,4 @@
-"""A minimal protobuf wire-format reader for Caffe ``.caffemodel`` files (no protobuf package).
+"""A reader for Caffe ``.caffemodel`` files on the wire-format reader of ``weights.protobuf``.
 
 Only what the converter needs (field numbers from BVLC ``caffe.proto``):
 
@@ -15,59 +15,10 @@ import struct
 import numpy as np
 
 from .errors import WeightsError
+from .protobuf import fields, float32, packed_varints
 
 V1_TYPES = {4: "Convolution", 5: "Data", 6: "Dropout", 14: "InnerProduct", 15: "LRN",
             17: "Pooling", 18: "ReLU", 20: "Softmax", 21: "SoftmaxWithLoss", 1: "Accuracy"}
-
-
-def _varint(buf, pos):
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise WeightsError("protobuf data ends inside a varint (truncated file?)")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WeightsError("protobuf varint longer than 10 bytes (corrupt file?)")
-
-
-def fields(buf):
-    """Yield (field_number, wire_type, value) over one message in ``buf`` (a memoryview).
-
-    value: int for varint, bytes-like for length-delimited, raw 4/8 bytes for fixed32/64.
-    """
-    pos, n = 0, len(buf)
-    while pos < n:
-        key, pos = _varint(buf, pos)
-        field, wt = key >> 3, key & 7
-        if field == 0:
-            raise WeightsError("protobuf field number 0 (not a protobuf message?)")
-        if wt == 0:
-            value, pos = _varint(buf, pos)
-        elif wt == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
-        elif wt == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + size], pos + size
-        elif wt == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
-        else:
-            raise WeightsError(f"unsupported protobuf wire type {wt} (corrupt file?)")
-        if pos > n:
-            raise WeightsError("protobuf data ends inside a field (truncated file?)")
-        yield field, wt, value
-
-
-def _packed_varints(buf):
-    out, pos = [], 0
-    while pos < len(buf):
-        v, pos = _varint(buf, pos)
-        out.append(v)
-    return out
 
 
 def parse_blob(buf):
@@ -93,7 +44,7 @@ def parse_blob(buf):
             shape = []
             for f2, wt2, v2 in fields(value):
                 if f2 == 1:
-                    shape.extend(_packed_varints(v2) if wt2 == 2 else [v2])
+                    shape.extend(packed_varints(v2) if wt2 == 2 else [v2])
     if chunks or singles:
         data = np.concatenate(chunks + [np.asarray(singles, dtype="<f4")])
     else:
@@ -104,10 +55,6 @@ def parse_blob(buf):
     if int(np.prod(shape)) != data.size:
         raise WeightsError(f"caffe blob of shape {shape} holds {data.size} values (truncated?)")
     return data.astype(np.float32).reshape(shape)
-
-
-def _float(value):
-    return struct.unpack("<f", value)[0]
 
 
 def parse_layer(buf, v1):
@@ -134,7 +81,7 @@ def parse_layer(buf, v1):
                 if f2 == 1 and wt2 == 0:
                     lrn["local_size"] = v2
                 elif f2 in (2, 3, 5) and wt2 == 5:
-                    lrn[{2: "alpha", 3: "beta", 5: "k"}[f2]] = _float(v2)
+                    lrn[{2: "alpha", 3: "beta", 5: "k"}[f2]] = float32(v2)
             layer["lrn"] = lrn
         elif v1 and field == 1 and wt == 2:
             raise WeightsError("V0 caffe layers (pre-2014 format) are not supported; upgrade "

@@ -195,3 +195,17 @@ class Cast(Function):
 
     def backward(self, gy):
         return gy.astype(self.dtype)
+
+
+class LeakyReLU(Function):
+    """y = a where a > 0, slope·a elsewhere (ONNX LeakyRelu, torch leaky_relu); same shape.
+
+    dy/da = 1 where a > 0, slope elsewhere (slope at 0, as PyTorch).
+    """
+
+    def forward(self, a, slope=0.01):
+        self.gain = (a > 0) + (a <= 0) * a.dtype.type(slope)  # 1 or slope, a's dtype
+        return a * self.gain
+
+    def backward(self, gy):
+        return gy * self.gain
