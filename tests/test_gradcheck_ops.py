@@ -143,6 +143,8 @@ CASES = [
       N(4, 2, 3, 3), id="conv-winograd-F(4,3)-groups2"),
     C(lambda x, w, b: F.conv2d(x, w, b, padding=2, algorithm="winograd"), N(1, 2, 9, 9),
       N(3, 2, 5, 5), N(3), id="conv-winograd-F(3,5)"),
+    C(lambda x, w, b: F.conv2d(x, w, b, stride=4, padding=2, algorithm="space-to-depth"),
+      N(1, 2, 19, 18), N(3, 2, 11, 11), N(3), id="conv-space-to-depth"),
     C(lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=3),
       N(1, 3, 6, 7), N(6, 1, 2, 3), id="conv-mixed"),
     C(F.conv2d, N(1, 2, 3, 4), N(2, 2, 3, 4), id="conv-kernel-equals-input"),

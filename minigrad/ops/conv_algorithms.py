@@ -2,14 +2,19 @@
 
     im2col     the reference (``conv.Conv2d``): any geometry, and the weight gradient.
     winograd   ``winograd.WinogradConv2d``: stride 1, no dilation, square kernel (r + 1 ≤ 8).
+    space-to-depth  a stride-s conv as a stride-1 conv on s² times the channels
+               (``space_to_depth``), which then runs by Winograd when it qualifies.
 
 ``choose`` is what ``algorithm="auto"`` runs: Winograd for constant (cached) 3×3 and 5×5
-stride-1 weights with enough channels per group for its per-frequency GEMMs to pay off, im2col
-for everything else (trainable weights keep im2col, whose columns their gradient needs).
+stride-1 weights with enough channels per group for its per-frequency GEMMs to pay off,
+space-to-depth for constant strided kernels that fold into such a 3×3 or 5×5 conv (AlexNet's
+conv1), im2col for everything else (trainable weights keep im2col, whose columns their
+gradient needs).
 """
-from . import conv, winograd
+from ..tensor import Tensor
+from . import conv, space_to_depth, winograd
 
-ALGORITHMS = ("auto", "im2col", "winograd")
+ALGORITHMS = ("auto", "im2col", "winograd", "space-to-depth")
 MIN_WINOGRAD_CHANNELS = 16  # fewer input or output channels per group: GEMMs too thin to win
 MIN_WINOGRAD_SIZE = 8  # smaller outputs waste most of each tile
 
@@ -22,10 +27,15 @@ def choose(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, constant
     stride, padding, dilation = (conv.pair(v) for v in (stride, padding, dilation))
     oh = conv.conv_output_size(x_shape[2], kh, stride[0], padding[0], dilation[0])
     ow = conv.conv_output_size(x_shape[3], kw, stride[1], padding[1], dilation[1])
-    if (constant and kh in (3, 5) and winograd.supports((kh, kw), stride, dilation)
-            and min(Cg, O // groups) >= MIN_WINOGRAD_CHANNELS
-            and min(oh, ow) >= MIN_WINOGRAD_SIZE):
+    if not constant or min(oh, ow) < MIN_WINOGRAD_SIZE or min(O // groups, Cg) < 1:
+        return "im2col"
+    if (kh in (3, 5) and winograd.supports((kh, kw), stride, dilation)
+            and min(Cg, O // groups) >= MIN_WINOGRAD_CHANNELS):
         return f"winograd F({winograd.tile_size(kh, min(oh, ow))},{kh})"
+    s, folded = stride[0], -(-kh // stride[0])
+    if (s > 1 and stride == (s, s) and dilation == (1, 1) and kh == kw and folded in (3, 5)
+            and min(Cg * s * s, O // groups) >= MIN_WINOGRAD_CHANNELS):
+        return f"space-to-depth {s}, winograd F({winograd.tile_size(folded, min(oh, ow))},{folded})"
     return "im2col"
 
 
@@ -38,6 +48,8 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, cache)
     if algorithm == "auto":
         algorithm = choose(x.shape, weight.shape, stride, padding, dilation, groups,
                            constant=cache is not None).split()[0]
+    if algorithm == "space-to-depth":
+        return _space_to_depth_conv(x, weight, bias, stride, padding, dilation, groups, cache)
     if algorithm == "winograd":
         if not winograd.supports(conv.pair(weight.shape[2:], "kernel"), conv.pair(stride),
                                  conv.pair(dilation)):
@@ -53,6 +65,30 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, cache)
         W_mat = _cached(cache, ("im2col", groups), lambda: conv.weight_matrix(weight.data, groups))
     return conv.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
                              groups=groups, W_mat=W_mat)
+
+
+def _space_to_depth_conv(x, weight, bias, stride, padding, dilation, groups, cache):
+    """Fold input and kernel by the stride, then a stride-1 conv (see ``space_to_depth``)."""
+    (sy, sx), (ph, pw) = conv.pair(stride, "stride"), conv.pair(padding, "padding")
+    kh, kw = weight.shape[2:]
+    if sy != sx or conv.pair(dilation) != (1, 1) or x.ndim != 4:
+        raise ValueError(f"conv2d: algorithm='space-to-depth' needs equal strides, dilation 1 "
+                         f"and a 4-D input, got stride {stride}, dilation {dilation}")
+    oh = conv.conv_output_size(x.shape[2], kh, sy, ph)
+    ow = conv.conv_output_size(x.shape[3], kw, sx, pw)
+    if oh < 1 or ow < 1:
+        return conv.Conv2d.apply(x, weight, bias, stride=stride, padding=padding)  # its error
+    Hs, Ws = space_to_depth.folded_size(oh, kh, sy), space_to_depth.folded_size(ow, kw, sx)
+    folded_x = space_to_depth.SpaceToDepth.apply(x, s=sy, top=ph, left=pw, Hs=Hs, Ws=Ws)
+    if cache is None:  # a trainable weight: fold it as an op, so that its gradient flows
+        folded_w, inner_cache = space_to_depth.FoldWeight.apply(weight, s=sy), None
+    else:
+        folded_w, inner_cache = _cached(cache, ("space-to-depth", sy), lambda: (
+            Tensor(space_to_depth.fold_weight(weight.data, sy)), {}))
+    fh, fw = folded_w.shape[2:]
+    square = fh == fw and winograd.supports((fh, fw), (1, 1), (1, 1))
+    return conv2d(folded_x, folded_w, bias, 1, 0, 1, groups, "winograd" if square else "im2col",
+                  inner_cache)
 
 
 def _cached(cache, key, make):
