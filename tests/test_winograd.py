@@ -127,3 +127,19 @@ def test_transformed_weights_are_cached_and_dropped_with_the_data(rng):
     np.testing.assert_allclose(y2, 2 * y1, rtol=1e-5, atol=1e-5)
     ref = F.conv2d(x, w, padding=1, algorithm="im2col").numpy()
     np.testing.assert_allclose(y2, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_forced_and_recorded_algorithms(rng):
+    x = mg.tensor(rng.standard_normal((1, 16, 20, 20)).astype(np.float32))
+    w = mg.tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32))
+    with conv_algorithms.recorded() as log:
+        auto = F.conv2d(x, w, padding=1).numpy()
+        with conv_algorithms.forced("im2col"):
+            baseline = F.conv2d(x, w, padding=1).numpy()
+        F.conv2d(x, w, stride=2, algorithm="im2col")
+    assert [entry[3] for entry in log] == ["winograd F(4,3)", "im2col", "im2col"]
+    assert log[0][:2] == ((1, 16, 20, 20), (16, 16, 3, 3))
+    np.testing.assert_allclose(auto, baseline, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="forced: algorithm must be one of"):
+        with conv_algorithms.forced("direct"):
+            pass

@@ -11,12 +11,40 @@ space-to-depth for constant strided kernels that fold into such a 3×3 or 5×5 c
 conv1), im2col for everything else (trainable weights keep im2col, whose columns their
 gradient needs).
 """
+import contextlib
+
 from ..tensor import Tensor
 from . import conv, space_to_depth, winograd
 
 ALGORITHMS = ("auto", "im2col", "winograd", "space-to-depth")
 MIN_WINOGRAD_CHANNELS = 16  # fewer input or output channels per group: GEMMs too thin to win
 MIN_WINOGRAD_SIZE = 8  # smaller outputs waste most of each tile
+_policy = {"forced": None, "log": None}  # set only by forced() and recorded() below
+
+
+@contextlib.contextmanager
+def forced(algorithm):
+    """Within the block, algorithm="auto" means ``algorithm`` (for benchmarks: the im2col
+    baseline in the same process). Process-wide: not for use from several threads."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"forced: algorithm must be one of {', '.join(ALGORITHMS)}, "
+                         f"got {algorithm!r}")
+    previous, _policy["forced"] = _policy["forced"], None if algorithm == "auto" else algorithm
+    try:
+        yield
+    finally:
+        _policy["forced"] = previous
+
+
+@contextlib.contextmanager
+def recorded():
+    """Within the block, every conv2d appends (input shape, weight shape, stride, algorithm
+    label) to the list this yields: which algorithm each layer of a network ran."""
+    previous, _policy["log"] = _policy["log"], []
+    try:
+        yield _policy["log"]
+    finally:
+        _policy["log"] = previous
 
 
 def choose(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1, constant=True):
@@ -45,9 +73,18 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups, algorithm, cache)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"conv2d: algorithm must be one of {', '.join(ALGORITHMS)}, "
                          f"got {algorithm!r}")
+    label = algorithm
     if algorithm == "auto":
-        algorithm = choose(x.shape, weight.shape, stride, padding, dilation, groups,
-                           constant=cache is not None).split()[0]
+        label = _policy["forced"] or choose(x.shape, weight.shape, stride, padding, dilation,
+                                            groups, constant=cache is not None)
+        algorithm = label.split()[0].rstrip(",")
+    if _policy["log"] is not None:
+        _policy["log"].append((tuple(x.shape), tuple(weight.shape), stride, label))
+    return _run(x, weight, bias, stride, padding, dilation, groups, algorithm, cache)
+
+
+def _run(x, weight, bias, stride, padding, dilation, groups, algorithm, cache):
+    """The conv by one named algorithm (not "auto")."""
     if algorithm == "space-to-depth":
         return _space_to_depth_conv(x, weight, bias, stride, padding, dilation, groups, cache)
     if algorithm == "winograd":
@@ -87,8 +124,8 @@ def _space_to_depth_conv(x, weight, bias, stride, padding, dilation, groups, cac
             Tensor(space_to_depth.fold_weight(weight.data, sy)), {}))
     fh, fw = folded_w.shape[2:]
     square = fh == fw and winograd.supports((fh, fw), (1, 1), (1, 1))
-    return conv2d(folded_x, folded_w, bias, 1, 0, 1, groups, "winograd" if square else "im2col",
-                  inner_cache)
+    return _run(folded_x, folded_w, bias, 1, 0, 1, groups, "winograd" if square else "im2col",
+                inner_cache)
 
 
 def _cached(cache, key, make):
