@@ -1,9 +1,14 @@
 """Per-op timings, minigrad (NumPy) against PyTorch CPU, forward plus input gradient.
 
-    python -m benchmarks.bench_ops [--repeat 30] [--threads 2]
+    python -m benchmarks.bench_ops [--repeat 20] [--rounds 3] [--threads 2] [--only conv]
 
-Shapes are CaffeNet's at a 227x227 input. Weights are constants (no weight gradients), as in
-an inversion. Prints a Markdown table: median time per call and the ratio minigrad / torch.
+Shapes are CaffeNet's at a 227x227 input and VGG-16's at 224x224. Weights are constants (no
+weight gradients), as in an inversion. Each implementation is timed in blocks: an untimed
+warm-up of at least 0.2 s (OpenBLAS's worker threads spin for ~0.1 s after a NumPy GEMM and
+slow down whatever runs next), then ``--repeat`` calls; ``--rounds`` rounds, the median of
+the per-round medians reported. Prints a Markdown table: the conv algorithm minigrad's
+``algorithm="auto"`` picked, minigrad's time, the same with every conv forced to im2col, torch's
+time, and the ratios.
 """
 import argparse
 import os
@@ -13,11 +18,17 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import F
+from minigrad.ops import conv_algorithms
+
+WARMUP_S = 0.2
 
 
-def median_time(fn, repeat, warmup=3):
-    for _ in range(warmup):
+def median_time(fn, repeat, warmup_s=WARMUP_S):
+    t_end = time.perf_counter() + warmup_s
+    calls = 0
+    while calls < 2 or time.perf_counter() < t_end:
         fn()
+        calls += 1
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -63,6 +74,19 @@ def cases(rng):
          lambda F_, x, c: F_.local_response_norm(x, 5, 1e-4, 0.75, 1.0), []),
         ("norm2 LRN 5", (1, 256, 13, 13),
          lambda F_, x, c: F_.local_response_norm(x, 5, 1e-4, 0.75, 1.0), []),
+        ("vgg conv1_1 3x3 C=3", (1, 3, 224, 224),
+         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1), [w(64, 3, 3, 3), w(64)]),
+        ("vgg conv1_2 3x3", (1, 64, 224, 224),
+         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1), [w(64, 64, 3, 3), w(64)]),
+        ("vgg conv2_2 3x3", (1, 128, 112, 112),
+         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1), [w(128, 128, 3, 3), w(128)]),
+        ("vgg conv3_3 3x3", (1, 256, 56, 56),
+         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1), [w(256, 256, 3, 3), w(256)]),
+        ("vgg conv4_3 3x3", (1, 512, 28, 28),
+         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1), [w(512, 512, 3, 3), w(512)]),
+        ("vgg conv5_3 3x3", (1, 512, 14, 14),
+         lambda F_, x, c: F_.conv2d(x, c[0], c[1], padding=1), [w(512, 512, 3, 3), w(512)]),
+        ("vgg pool1 2/2", (1, 64, 224, 224), lambda F_, x, c: F_.max_pool2d(x, 2, 2), []),
         ("fc6 linear", (1, 9216), lambda F_, x, c: F_.linear(x, c[0], c[1]),
          [w(4096, 9216), w(4096)]),
         ("fc7 linear", (1, 4096), lambda F_, x, c: F_.linear(x, c[0], c[1]),
@@ -97,10 +121,34 @@ def _torch_step(torch, TF, fn, x0, consts):
     return step
 
 
+def _algorithms(fn, x0, consts):
+    """The labels of the conv algorithms one minigrad forward of fn ran."""
+    with mg.no_grad(), conv_algorithms.recorded() as log:
+        fn(F, mg.tensor(x0), [mg.tensor(c) for c in consts])
+    labels = [entry[3] for entry in log]
+    return labels[0] if len(set(labels)) == 1 else f"{len(labels)} convs" if labels else "–"
+
+
+def _time_case(fn, x0, consts, torch, TF, args):
+    """Median over rounds of (auto, im2col-only, torch), each timed as one block per round."""
+    run_mg = _minigrad_step(fn, x0, consts)
+    run_torch = _torch_step(torch, TF, fn, x0, consts)
+
+    def run_im2col():
+        with conv_algorithms.forced("im2col"):
+            run_mg()
+
+    rounds = [[median_time(f, args.repeat) for f in (run_mg, run_im2col, run_torch)]
+              for _ in range(args.rounds)]
+    return np.median(np.array(rounds), axis=0)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--only", default=None, help="only the ops whose name contains this")
     args = parser.parse_args(argv)
     import torch
     import torch.nn.functional as TF
@@ -110,15 +158,19 @@ def main(argv=None):
     rows = []
     for name, shape, fn, consts in cases(rng):
         x0 = rng.standard_normal(shape).astype(np.float32) * 50
-        run_mg = _minigrad_step(fn, x0, consts)
-        run_torch = _torch_step(torch, TF, fn, x0, consts)
-        t_mg, t_torch = median_time(run_mg, args.repeat), median_time(run_torch, args.repeat)
-        rows.append((name, t_mg * 1e3, t_torch * 1e3, t_mg / t_torch))
-    print(f"threads: {args.threads}, numpy {np.__version__}, torch {torch.__version__}\n")
-    print("| op (fwd + input grad) | minigrad ms | torch ms | ratio |")
-    print("|---|---:|---:|---:|")
-    for name, a, b, r in rows:
-        print(f"| {name} | {a:.2f} | {b:.2f} | {r:.2f}x |")
+        if args.only and args.only not in name:
+            continue
+        t_mg, t_im2col, t_torch = _time_case(fn, x0, consts, torch, TF, args)
+        rows.append((name, _algorithms(fn, x0, consts), t_mg * 1e3, t_im2col * 1e3,
+                     t_torch * 1e3))
+    print(f"threads: {args.threads} (BLAS: OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}), numpy {np.__version__}, "
+          f"torch {torch.__version__}, load average {'%.1f %.1f %.1f' % os.getloadavg()}\n")
+    print("| op (fwd + input grad) | algorithm | minigrad ms | im2col-only ms | torch ms "
+          "| mg/torch | im2col-only/torch |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, algo, a, b, c in rows:
+        print(f"| {name} | {algo} | {a:.2f} | {b:.2f} | {c:.2f} | {a / c:.2f} | {b / c:.2f} |")
     return rows
 
 

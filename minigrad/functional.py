@@ -6,7 +6,7 @@ Each function is a thin wrapper over one op class in ``minigrad.ops``, where its
 backward live side by side. Arguments may be Tensors, arrays or Python numbers.
 """
 from . import backend
-from .ops import activation, conv, elementwise, linalg, norm, pool, reduce
+from .ops import activation, conv_algorithms, elementwise, linalg, norm, pool, reduce
 from .ops import shape as shape_ops
 from .tensor import Tensor
 
@@ -193,31 +193,33 @@ def dropout(a, p=0.5, training=False, seed=None):
 
 
 # --- convolution, pooling, normalisation ---------------------------------------------------
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-D cross-correlation, NCHW input and OIHW weight, as ``torch.nn.functional.conv2d``."""
-    return conv.Conv2d.apply(x, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                             groups=groups, W_mat=_constant_weight_matrix(weight, groups))
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, algorithm="auto"):
+    """2-D cross-correlation, NCHW input and OIHW weight, as ``torch.nn.functional.conv2d``.
+
+    ``algorithm``: "im2col", "winograd" (stride 1, square kernel), or "auto", which picks per
+    shape (see ``minigrad.ops.conv_algorithms.choose``).
+    """
+    return conv_algorithms.conv2d(_t(x), weight, bias, stride, padding, dilation, groups,
+                                  algorithm, _constant_weight_cache(weight))
 
 
-def _constant_weight_matrix(weight, groups):
-    """The GEMM layout of a constant weight (requires_grad=False), cached on the tensor.
+def _constant_weight_cache(weight):
+    """A dict of derived layouts of a constant weight (requires_grad=False), kept on the tensor.
 
-    Reordering OIHW weights for im2col costs as much as a small conv, so an inversion, which
-    calls the same constant weights thousands of times, does it once. The constant is then
-    frozen: on NumPy its array becomes read-only, so an in-place change raises instead of
-    leaving the cache stale; assign a new array to ``weight.data`` (which drops the cache) or
-    use ``requires_grad=True`` for weights that change. (CuPy arrays cannot be frozen: treat
-    constant weights on the GPU as immutable.)
+    Reordering OIHW weights for im2col, or transforming them for Winograd, costs as much as a
+    small conv, so an inversion, which calls the same constant weights thousands of times, does
+    it once. The constant is then frozen: on NumPy its array becomes read-only, so an in-place
+    change raises instead of leaving the cache stale; assign a new array to ``weight.data``
+    (which drops the cache) or use ``requires_grad=True`` for weights that change. (CuPy arrays
+    cannot be frozen: treat constant weights on the GPU as immutable.)
     """
     if not isinstance(weight, Tensor) or weight.requires_grad or weight.ndim != 4:
         return None
-    cached = getattr(weight, "_conv_matrix", None)
-    if cached is None or cached[0] is not weight.data or cached[1] != groups:
-        if weight.shape[0] % groups:
-            return None  # let the op raise its error
-        cached = (backend.freeze(weight.data), groups, conv.weight_matrix(weight.data, groups))
-        weight._conv_matrix = cached
-    return cached[2]
+    cached = getattr(weight, "_conv_cache", None)
+    if cached is None or cached[0] is not weight.data:
+        cached = (backend.freeze(weight.data), {})
+        weight._conv_cache = cached
+    return cached[1]
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):

@@ -53,31 +53,43 @@ def _pool_geometry(x, kernel_size, stride, padding, ceil_mode, name):
 
 
 def _max_along(a, axis, k, s, out):
-    """Max over k strided windows along one axis, and which offset (0..k-1) won each."""
-    xp = get_array_module(a)
+    """Max over k strided windows along one axis, and per offset t ≥ 1 where it beat the max of
+    offsets 0..t-1 (boolean masks: two passes per offset, against five for winner indices)."""
     index = [slice(None)] * a.ndim
-    best, winner = None, None
-    for t, window in enumerate(window_slices(k, s, 1, out)):
+    best, beats = None, []
+    for window in window_slices(k, s, 1, out):
         index[axis] = window
         candidate = a[tuple(index)]
         if best is None:
-            best, winner = candidate.copy(), xp.zeros(candidate.shape, dtype=a.dtype)
+            best = candidate.copy()
             continue
-        better = candidate > best  # strict: ties keep the first maximum
-        xp.maximum(best, candidate, out=best)
-        # winner = t where better: arithmetic on the mask is far cheaper than where/copyto
-        winner += better * (t - winner)
-    return best, winner
+        beats.append(candidate > best)  # strict: ties keep the first maximum
+        get_array_module(a).maximum(best, candidate, out=best)
+    return best, beats
 
 
-def _route_back(g, winner, axis, k, s, full_shape):
-    """Adjoint of _max_along: send each gradient to the offset that won."""
+def _route_back(g, beats, axis, k, s, full_shape):
+    """Adjoint of _max_along: the winner is the last offset whose mask is set (else offset 0),
+    so walk the offsets backwards, each taking the gradient it won from what is left."""
     xp = get_array_module(g)
-    out = xp.zeros(full_shape, dtype=g.dtype)
+    tiled = k == s and full_shape[axis] == k * g.shape[axis]  # windows partition the axis
+    out = xp.empty(full_shape, dtype=g.dtype) if tiled else xp.zeros(full_shape, dtype=g.dtype)
     index = [slice(None)] * g.ndim
-    for t, window in enumerate(window_slices(k, s, 1, g.shape[axis])):
-        index[axis] = window
-        out[tuple(index)] += g * (winner == t)
+    windows = window_slices(k, s, 1, g.shape[axis])
+    left = g
+    for t in range(k - 1, 0, -1):
+        index[axis] = windows[t]
+        won = left * beats[t - 1]
+        if tiled:
+            out[tuple(index)] = won  # disjoint windows: assign, no zero fill and no add
+        else:
+            out[tuple(index)] += won
+        left = left - won
+    index[axis] = windows[0]
+    if tiled:
+        out[tuple(index)] = left
+    else:
+        out[tuple(index)] += left
     return out
 
 
@@ -97,15 +109,15 @@ class MaxPool2d(Function):
         ow = _count(offsets[0][1])
         padded = any(p for pair_ in pads for p in pair_)
         x_pad = backend.pad(x, pads, -xp.inf) if padded else x  # (N, C, Hp, Wp)
-        rows_max, self.row_winner = _max_along(x_pad, 2, kh, sy, oh)  # (N, C, oh, Wp)
-        y, self.col_winner = _max_along(rows_max, 3, kw, sx, ow)  # (N, C, oh, ow)
+        rows_max, self.row_beats = _max_along(x_pad, 2, kh, sy, oh)  # (N, C, oh, Wp)
+        y, self.col_beats = _max_along(rows_max, 3, kw, sx, ow)  # (N, C, oh, ow)
         self.geometry = (kh, kw, sy, sx, pads, x_pad.shape, rows_max.shape)
         return y
 
     def backward(self, gy):
         kh, kw, sy, sx, pads, padded_shape, rows_shape = self.geometry
-        g_rows = _route_back(gy, self.col_winner, 3, kw, sx, rows_shape)  # (N, C, oh, Wp)
-        gx = _route_back(g_rows, self.row_winner, 2, kh, sy, padded_shape)  # (N, C, Hp, Wp)
+        g_rows = _route_back(gy, self.col_beats, 3, kw, sx, rows_shape)  # (N, C, oh, Wp)
+        gx = _route_back(g_rows, self.row_beats, 2, kh, sy, padded_shape)  # (N, C, Hp, Wp)
         return _crop(gx, pads)
 
 

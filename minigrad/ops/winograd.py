@@ -1,0 +1,256 @@
+"""Stride-1 2-D convolution by Winograd minimal filtering (Lavin & Gray, CVPR 2016).
+
+F(m×m, r×r) computes an m×m output tile of an r×r cross-correlation from an α×α input tile,
+α = m + r - 1, with α² multiplications instead of m²r²:
+
+    Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A,
+
+g the r×r kernel, d the input tile. Over channels the ⊙ becomes, for each of the α² frequencies
+(ξ, ν), one matrix product U[ξν] (O × C) @ V[ξν] (C × tiles): a single batched GEMM. The
+transformed kernel U = G g Gᵀ is computed once (in float64) for a constant weight.
+
+The matrices come from Toom-Cook interpolation (``toom_cook``): linear convolution of a
+degree-(r-1) and a degree-(m-1) polynomial, evaluated at α points (0, ±1, ±2, ±1/2 and ∞) and
+interpolated back; correlation is its transpose. They are generated exactly with fractions.
+
+Tile sizes (``tile_size``): F(4, 3) when the output is at least 16 px (2.25× fewer multiplies
+than the direct 3×3), F(2, 3) below (fewer wasted tile pixels on 13 px maps), F(3, 5) for 5×5
+(3.1× fewer; AlexNet's 27 px conv2 is exactly 9 tiles, and F(4, 5), 4× fewer on paper, wastes
+a tile row there and measured no faster), F(2, r) otherwise while α ≤ 8. Error: the transforms
+add up products with coefficients up to max|Aᵀ|·max|Bᵀ|·max|G|, so the float32 rounding error
+grows with α. Norm-wise relative errors against float64, on AlexNet/VGG-sized layers, output
+and input gradient: F(2,3) 4e-7, F(4,3) 1.6–2.1e-6, F(3,5) 2.3–4.1e-6 (im2col 2–3e-7); the
+largest single element is off by up to 4× that. In float64 all are ~1e-14.
+
+The input gradient of a stride-1 convolution is a stride-1 convolution of the output gradient
+with the flipped kernel, input and output channels swapped in each group: it runs on the same
+engine. A weight gradient, when asked for, comes from im2col columns (``conv``).
+"""
+import math
+from fractions import Fraction
+
+from .. import backend
+from ..backend import get_array_module
+from ..tensor import Function
+from . import conv
+
+POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))  # ∞ is the last point
+MAX_ALPHA = len(POINTS) + 1
+
+
+def _vandermonde(points, n):
+    """Rows [1, p, …, p^(n-1)] per finite point, then [0, …, 0, 1] for the point ∞."""
+    return [[Fraction(p) ** j for j in range(n)] for p in points] + [[Fraction(0)] * (n - 1)
+                                                                     + [Fraction(1)]]
+
+
+def _inverse(M):
+    """Exact inverse of a square matrix of Fractions (Gauss–Jordan)."""
+    n = len(M)
+    A = [list(row) + [Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(M)]
+    for c in range(n):
+        pivot = next(r for r in range(c, n) if A[r][c] != 0)
+        A[c], A[pivot] = A[pivot], A[c]
+        A[c] = [v / A[c][c] for v in A[c]]
+        for r in range(n):
+            if r != c and A[r][c] != 0:
+                A[r] = [a - A[r][c] * b for a, b in zip(A[r], A[c])]
+    return [row[n:] for row in A]
+
+
+def toom_cook(m, r):
+    """(Aᵀ (m×α), G (α×r), Bᵀ (α×α)) of F(m, r), exact Fractions, with y = Aᵀ[(G g) ⊙ (Bᵀ d)].
+
+    Linear convolution h = g * e at the points: V h = (V_r g) ⊙ (V_m e), V the α×α Vandermonde
+    matrix; so h = V⁻¹ diag(V_r g) V_m e. Correlation y_i = Σ_j g_j d_(i+j) is the transpose of
+    e ↦ h, hence Aᵀ = V_mᵀ, G = V_r, Bᵀ = V⁻ᵀ. Each row of Bᵀ is then scaled to coprime
+    integers and the matching row of G divided by the same factor (the fractions go into G,
+    which is applied once, to the weights).
+    """
+    alpha = m + r - 1
+    if m < 1 or r < 1 or alpha > MAX_ALPHA:
+        raise ValueError(f"winograd: F({m}, {r}) needs 1 <= m, r and m + r - 1 <= {MAX_ALPHA}")
+    points = POINTS[:alpha - 1]
+    inv = _inverse(_vandermonde(points, alpha))
+    BT = [[inv[k][xi] for k in range(alpha)] for xi in range(alpha)]
+    G = _vandermonde(points, r)
+    AT = [list(col) for col in zip(*_vandermonde(points, m))]
+    for xi, row in enumerate(BT):
+        denominators = math.lcm(*(v.denominator for v in row))
+        numerators = math.gcd(*(v.numerator for v in row)) or 1
+        scale = Fraction(denominators, numerators)
+        BT[xi] = [v * scale for v in row]
+        G[xi] = [v / scale for v in G[xi]]
+    return AT, G, BT
+
+
+def tile_size(r, out_size):
+    """The output tile m of F(m, r) used for an r×r kernel and an output of out_size px."""
+    if r == 3:
+        return 4 if out_size >= 16 else 2
+    if r == 5:
+        return 3
+    return 2
+
+
+def supports(kernel, stride, dilation):
+    """Whether the Winograd engine can run a conv of this geometry."""
+    (kh, kw), (sy, sx), (dy, dx) = kernel, stride, dilation
+    return kh == kw and (sy, sx, dy, dx) == (1, 1, 1, 1) and kh + 1 <= MAX_ALPHA
+
+
+_MATRICES = {}
+
+
+def _matrices(m, r, dtype, xp):
+    """Aᵀ and Bᵀ as arrays of dtype on xp's device (cached)."""
+    key = (m, r, str(dtype), xp.__name__)
+    if key not in _MATRICES:
+        AT, _, BT = toom_cook(m, r)
+        as_array = lambda M: xp.asarray(  # noqa: E731
+            [[float(v) for v in row] for row in M], dtype=dtype)
+        _MATRICES[key] = (as_array(AT), as_array(BT))
+    return _MATRICES[key]
+
+
+def transform_weights(W, groups, m):
+    """(O, Cg, r, r) -> U (α², G, O/G, Cg) = G g Gᵀ per (output, input) channel, in W's dtype.
+
+    Computed in float64 whatever W's dtype, so a float32 network only rounds once.
+    """
+    xp = get_array_module(W)
+    O, Cg, r, _ = W.shape
+    alpha = m + r - 1
+    G = xp.asarray([[float(v) for v in row] for row in toom_cook(m, r)[1]], dtype="float64")
+    g = W.astype("float64").reshape(O * Cg, r, r)
+    U = G @ g @ G.T  # (O·Cg, α, α)
+    U = U.reshape(groups, O // groups, Cg, alpha * alpha).transpose(3, 0, 1, 2)
+    return xp.ascontiguousarray(U, dtype=W.dtype)
+
+
+def flip_transpose(W, groups):
+    """(O, Cg, r, r) -> (C, O/G, r, r): the kernel of the input gradient (see module doc)."""
+    O, Cg, kh, kw = W.shape
+    Wg = W.reshape(groups, O // groups, Cg, kh, kw)[..., ::-1, ::-1]
+    return Wg.transpose(0, 2, 1, 3, 4).reshape(groups * Cg, O // groups, kh, kw)
+
+
+# Tile rows are transformed and multiplied in bands of about this many input-transform elements
+# (~1 MB in float32): each band's intermediates then stay in the L2 cache. Unbanded, VGG-16's
+# 224 px layers run the whole pipeline from memory, 2–3× slower.
+BAND_BUDGET = 2 ** 18
+
+
+def correlate(x, pads, U, m, r, groups):
+    """Valid cross-correlation of x (N, C, H, W), zero-padded by pads ((top, bottom), (left,
+    right), negative = crop), with transformed weights U (α², G, Og, Cg): (N, G·Og, oh, ow)."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (top, bottom), (left, right) = pads
+    oh, ow = H + top + bottom - r + 1, W + left + right - r + 1
+    th, tw = -(-oh // m), -(-ow // m)
+    alpha = m + r - 1
+    x_pad = _pad_or_crop(x, top, th * m + r - 1 - H - top, left, tw * m + r - 1 - W - left)
+    y = xp.empty((N, U.shape[1] * U.shape[2], th * m, tw * m), dtype=x.dtype)
+    band = max(1, min(th, BAND_BUDGET // (alpha * alpha * N * C * tw)))
+    for t0 in range(0, th, band):
+        t1 = min(t0 + band, th)
+        rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
+        y[:, :, t0 * m:t1 * m] = _correlate_tiles(rows, U, m, r, t1 - t0, tw)
+    return y[:, :, :oh, :ow]
+
+
+def _correlate_tiles(x_pad, U, m, r, th, tw):
+    """(N, C, th·m + r - 1, tw·m + r - 1) -> (N, O, th·m, tw·m): transform, GEMMs, inverse."""
+    xp = get_array_module(x_pad)
+    N, C = x_pad.shape[:2]
+    alpha = m + r - 1
+    sN, sC, sH, sW = x_pad.strides
+    tiles = backend.as_strided(x_pad, (alpha, alpha, N, C, th, tw),
+                               (sH, sW, sN, sC, sH * m, sW * m))  # tiles[k, l, n, c, ty, tx]
+    AT, BT = _matrices(m, r, x_pad.dtype, xp)
+    d = xp.ascontiguousarray(tiles).reshape(alpha, -1)
+    t = (BT @ d).reshape(alpha, alpha, -1)  # Bᵀ along the tile rows: t[ξ, l, ...]
+    v = BT @ t  # and along the columns: v[ξ, ν, ...] = (Bᵀ d B)[ξ, ν]
+    _, G, Og, Cg = U.shape
+    v = v.reshape(alpha * alpha, N, G, Cg, th * tw)
+    M = U[:, None] @ v  # (α², N, G, Og, tiles): one GEMM per frequency and group
+    z = (AT @ M.reshape(alpha, -1)).reshape(m, alpha, -1)  # Aᵀ along the rows
+    y = AT @ z  # (m, m, N·O·th·tw): the output tiles
+    y = y.reshape(m, m, N, G * Og, th, tw).transpose(2, 3, 4, 0, 5, 1)
+    return y.reshape(N, G * Og, th * m, tw * m)
+
+
+def _pad_or_crop(x, top, bottom, left, right):
+    """Zero-pad (positive) or crop (negative) the last two axes in one copy at most."""
+    if min(top, bottom, left, right) < 0:
+        H, W = x.shape[2:]
+        x = x[:, :, max(-top, 0):H - max(-bottom, 0), max(-left, 0):W - max(-right, 0)]
+        top, bottom, left, right = (max(v, 0) for v in (top, bottom, left, right))
+    if top or bottom or left or right:
+        x = backend.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    return x
+
+
+class WinogradConv2d(Function):
+    """y[n, o] = b[o] + Σ_{c,i,j} W[o, c, i, j] · x_pad[n, g·Cg + c, u + i, v + j], stride 1.
+
+    x (N, C, H, W), W (O, C/G, r, r), y (N, O, H + 2p - r + 1, ...).
+    ``transformed(direction, m)``, when the caller caches transformed constant weights, returns
+    U for "forward" or the input-gradient kernel's U for "backward"; otherwise they are
+    computed here on each call.
+    """
+
+    def forward(self, x, W, b=None, padding=0, groups=1, transformed=None):
+        conv._check_conv(x, W, b, groups)
+        (ph, pw), r = conv.pair(padding, "padding"), W.shape[2]
+        if not supports(W.shape[2:], (1, 1), (1, 1)):
+            raise ValueError(f"winograd: needs a square kernel of at most {MAX_ALPHA - 1} px, "
+                             f"got {W.shape[2:]}")
+        oh, ow = x.shape[2] + 2 * ph - r + 1, x.shape[3] + 2 * pw - r + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"conv2d: kernel {r}x{r} is larger than the padded input "
+                             f"{x.shape[2] + 2 * ph}x{x.shape[3] + 2 * pw} (input {x.shape})")
+        m = tile_size(r, min(oh, ow))
+        if transformed is None:
+            transformed = _transformer(W, groups)
+        U = transformed("forward", m)
+        y = correlate(x, ((ph, ph), (pw, pw)), U, m, r, groups)
+        y = get_array_module(x).ascontiguousarray(y)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        self.geometry = (x.shape, (ph, pw), r, groups)
+        self.transformed = transformed if self.needs_input_grad[0] else None
+        self.x = x if self.needs_input_grad[1] else None
+        return y
+
+    def backward(self, gy):
+        (N, C, H, W_), (ph, pw), r, groups = self.geometry
+        gx = gW = gb = None
+        if self.needs_input_grad[0]:
+            q, qw = r - 1 - ph, r - 1 - pw  # the full correlation's padding, less the forward's
+            m = tile_size(r, min(H, W_))
+            gx = correlate(gy, ((q, q), (qw, qw)), self.transformed("backward", m), m, r, groups)
+        if self.needs_input_grad[1]:
+            gW = _weight_gradient(self.x, gy, ph, pw, r, groups)
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gW, gb
+
+
+def _transformer(W, groups):
+    """transformed(direction, m) for a weight that is not cached: computed on each call."""
+    def transformed(direction, m):
+        kernel = W if direction == "forward" else flip_transpose(W, groups)
+        return transform_weights(kernel, groups, m)
+    return transformed
+
+
+def _weight_gradient(x, gy, ph, pw, r, groups):
+    """dW[o, c, i, j] = Σ gy[n, o, u, v] x_pad[n, g·Cg + c, u + i, v + j], from im2col columns."""
+    N, O, oh, ow = gy.shape
+    x_pad = backend.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    cols = conv.im2col(x_pad, r, r, 1, 1, 1, 1, oh, ow, groups)
+    cols = cols.reshape(N, groups, -1, oh * ow)  # (N, G, K, L)
+    gW = (gy.reshape(N, groups, O // groups, oh * ow) @ cols.swapaxes(2, 3)).sum(axis=0)
+    return gW.reshape(O, r, r, -1).transpose(0, 3, 1, 2)

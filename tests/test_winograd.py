@@ -1,0 +1,149 @@
+"""Winograd convolution: exact transform matrices, agreement with PyTorch, float32 accuracy on
+network-sized layers, the automatic choice and the constant-weight cache."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from conftest import normal, on
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import backend
+from minigrad.ops import conv_algorithms, winograd
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (4, 5), (2, 5), (3, 3), (6, 3), (2, 7), (1, 1)])
+def test_toom_cook_matrices_compute_correlation_exactly(m, r):
+    AT, G, BT = winograd.toom_cook(m, r)
+    rng = np.random.default_rng(m * 10 + r)
+    alpha = m + r - 1
+    g = [Fraction(int(v)) for v in rng.integers(-9, 10, r)]
+    d = [Fraction(int(v)) for v in rng.integers(-9, 10, alpha)]
+    Gg = [sum(G[x][j] * g[j] for j in range(r)) for x in range(alpha)]
+    Bd = [sum(BT[x][k] * d[k] for k in range(alpha)) for x in range(alpha)]
+    y = [sum(AT[i][x] * Gg[x] * Bd[x] for x in range(alpha)) for i in range(m)]
+    assert y == [sum(g[j] * d[i + j] for j in range(r)) for i in range(m)]
+    assert all(v.denominator == 1 for row in BT for v in row)  # the fractions live in G
+
+
+def test_toom_cook_refuses_too_many_points():
+    with pytest.raises(ValueError, match=r"F\(6, 5\) needs .* m \+ r - 1 <= 8"):
+        winograd.toom_cook(6, 5)
+
+
+WINOGRAD = [  # (x shape, w shape, padding, groups): F(2,3), F(4,3), F(3,5), crops, groups
+    ((2, 3, 9, 11), (4, 3, 3, 3), 1, 1),
+    ((1, 4, 20, 17), (6, 2, 3, 3), 1, 2),
+    ((1, 3, 18, 19), (2, 3, 3, 3), 0, 1),
+    ((1, 2, 6, 7), (3, 2, 3, 3), 3, 1),  # padding beyond r - 1: the gradient conv crops
+    ((1, 4, 13, 14), (4, 4, 5, 5), 2, 1),
+    ((1, 4, 27, 27), (6, 2, 5, 5), 2, 2),
+    ((2, 2, 5, 6), (3, 2, 5, 5), 0, 1),
+    ((1, 3, 8, 9), (2, 3, 2, 2), (1, 0), 1),  # an even kernel, asymmetric padding
+]
+
+
+@pytest.mark.parametrize("constant", [False, True], ids=["trained", "constant"])
+@pytest.mark.parametrize("xs, ws, padding, groups", WINOGRAD)
+def test_winograd_matches_torch_float64(xs, ws, padding, groups, constant, device, rng):
+    x, w, b = normal(rng, xs), normal(rng, ws), normal(rng, ws[:1])
+    xt = mg.Tensor(on(device, x), requires_grad=True)
+    wt, bt = (mg.Tensor(on(device, a), requires_grad=not constant) for a in (w, b))
+    y = F.conv2d(xt, wt, bt, padding=padding, groups=groups, algorithm="winograd")
+    x_th, w_th, b_th = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    y_th = TF.conv2d(x_th, w_th, b_th, padding=padding, groups=groups)
+    g = rng.standard_normal(tuple(y_th.shape))
+    y.backward(on(device, g))
+    y_th.backward(torch.from_numpy(g))
+    tol = dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y.numpy(), y_th.detach().numpy(), **tol, err_msg="forward")
+    np.testing.assert_allclose(backend.asnumpy(xt.grad), x_th.grad.numpy(), **tol, err_msg="dx")
+    if constant:
+        assert wt.grad is None and bt.grad is None
+    else:
+        np.testing.assert_allclose(backend.asnumpy(wt.grad), w_th.grad.numpy(), **tol)
+        np.testing.assert_allclose(backend.asnumpy(bt.grad), b_th.grad.numpy(), **tol)
+
+
+def _relative_error(a, ref):
+    """Norm-wise: ‖a - ref‖ / ‖ref‖ (the largest element error is about 4× this for F(4, ·))."""
+    return float(np.linalg.norm(a - ref) / np.linalg.norm(ref))
+
+
+LAYERS = [  # network-sized float32 layers: (x shape, w shape, padding, groups, F(m, r))
+    ((1, 192, 13, 13), (384, 192, 3, 3), 1, 1, "F(2,3)"),  # AlexNet conv3
+    ((1, 128, 56, 56), (128, 128, 3, 3), 1, 1, "F(4,3)"),  # a VGG-16 conv at 56 px
+    ((1, 96, 27, 27), (256, 48, 5, 5), 2, 2, "F(3,5)"),  # CaffeNet conv2
+]
+
+
+@pytest.mark.parametrize("xs, ws, padding, groups, tile", LAYERS)
+def test_float32_winograd_within_1e5_of_float64(xs, ws, padding, groups, tile, rng):
+    """Output and input gradient within 1e-5 (norm-wise relative error) of float64 torch."""
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws) / np.sqrt(ws[1] * ws[2] * ws[3])
+    xt = mg.Tensor(x.astype(np.float32), requires_grad=True)
+    with conv_algorithms.recorded() as log:
+        y = F.conv2d(xt, mg.Tensor(w.astype(np.float32)), padding=padding, groups=groups,
+                     algorithm="winograd")
+    assert log[0][3] == "winograd" and winograd.tile_size(ws[2], min(y.shape[2:])) == int(
+        tile[2])
+    x_th = torch.tensor(x, requires_grad=True)
+    y_th = TF.conv2d(x_th, torch.tensor(w), padding=padding, groups=groups)
+    g = rng.standard_normal(tuple(y_th.shape))
+    y.backward(g.astype(np.float32))
+    y_th.backward(torch.from_numpy(g))
+    assert _relative_error(y.numpy(), y_th.detach().numpy()) < 1e-5
+    assert _relative_error(xt.grad, x_th.grad.numpy()) < 1e-5
+
+
+def test_auto_chooses_by_shape_and_weight_kind():
+    choose = conv_algorithms.choose
+    assert choose((1, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd F(4,3)"
+    assert choose((1, 256, 13, 13), (384, 256, 3, 3), padding=1) == "im2col"  # see the note
+    assert choose((1, 256, 16, 16), (384, 256, 3, 3), padding=1) == "winograd F(4,3)"
+    assert choose((1, 64, 27, 27), (192, 64, 5, 5), padding=2) == "winograd F(3,5)"
+    assert choose((1, 64, 56, 56), (64, 64, 3, 3), padding=1, constant=False) == "im2col"
+    assert choose((1, 64, 56, 56), (64, 64, 3, 3), stride=2, padding=1) == "im2col"
+    assert choose((1, 64, 56, 56), (64, 64, 3, 3), dilation=2, padding=2) == "im2col"
+    assert choose((1, 6, 56, 56), (12, 1, 3, 3), padding=1, groups=6) == "im2col"  # depthwise
+
+
+def test_forced_winograd_refuses_strides_and_unknown_algorithms():
+    x, w = mg.tensor(np.ones((1, 2, 8, 8))), mg.tensor(np.ones((2, 2, 3, 3)))
+    with pytest.raises(ValueError, match="algorithm='winograd' needs stride 1"):
+        F.conv2d(x, w, stride=2, algorithm="winograd")
+    with pytest.raises(ValueError, match="algorithm must be one of auto, im2col, winograd"):
+        F.conv2d(x, w, algorithm="fft")
+
+
+def test_transformed_weights_are_cached_and_dropped_with_the_data(rng):
+    x = mg.tensor(rng.standard_normal((1, 16, 20, 20)).astype(np.float32))
+    w0 = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    w = mg.tensor(w0)
+    y1 = F.conv2d(x, w, padding=1).numpy()
+    assert ("winograd", 1, "forward", 4) in w._conv_cache[1]
+    w.data = w.data * 2
+    y2 = F.conv2d(x, w, padding=1).numpy()
+    np.testing.assert_allclose(y2, 2 * y1, rtol=1e-5, atol=1e-5)
+    ref = F.conv2d(x, w, padding=1, algorithm="im2col").numpy()
+    np.testing.assert_allclose(y2, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_forced_and_recorded_algorithms(rng):
+    x = mg.tensor(rng.standard_normal((1, 16, 20, 20)).astype(np.float32))
+    w = mg.tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32))
+    with conv_algorithms.recorded() as log:
+        auto = F.conv2d(x, w, padding=1).numpy()
+        with conv_algorithms.forced("im2col"):
+            baseline = F.conv2d(x, w, padding=1).numpy()
+        F.conv2d(x, w, stride=2, algorithm="im2col")
+    assert [entry[3] for entry in log] == ["winograd F(4,3)", "im2col", "im2col"]
+    assert log[0][:2] == ((1, 16, 20, 20), (16, 16, 3, 3))
+    np.testing.assert_allclose(auto, baseline, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="forced: algorithm must be one of"):
+        with conv_algorithms.forced("direct"):
+            pass
