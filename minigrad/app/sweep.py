@@ -4,6 +4,7 @@ One image and one option set also give the single-image files of before: sweep.p
 labelled strip), layers/<layer>.png, sweep.csv and a metrics.json listing the layers.
 """
 import os
+import sys
 
 from . import CLIError
 from .batch import InProcess, expand_images, keep_representation, make_tasks, option_sets, run_batch
@@ -21,7 +22,7 @@ def make_executor(workers, scheduler, blas, quiet):
     if blas is not None and blas < 1:
         raise CLIError(f"--blas-threads must be >= 1, got {blas}")
     if workers == 1 and not scheduler:
-        return InProcess(blas, progress=not quiet)
+        return InProcess(blas, progress=not quiet and sys.stderr.isatty())
     try:
         from .batch_dask import DaskExecutor
     except ImportError as e:
