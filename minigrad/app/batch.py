@@ -116,13 +116,13 @@ def option_sets(varies, preset, base):
     return out
 
 
-def _slug(text):
+def slug(text):
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", str(text)).strip("_") or "x"
 
 
 def make_tasks(images, layers, sets, **common):
     """Tasks for every image × layer × option set, named ``stem.net.layer.label.sSEED``."""
-    stems = [_slug(os.path.splitext(os.path.basename(p))[0]) for p in images]
+    stems = [slug(os.path.splitext(os.path.basename(p))[0]) for p in images]
     tasks = []
     for path, stem in zip(images, stems):
         if stems.count(stem) > 1:  # two images called the same in different folders
@@ -131,7 +131,7 @@ def make_tasks(images, layers, sets, **common):
             for layer in layers:
                 t = Task(image=path, layer=layer, preset=preset, seed=seed, label=label,
                          options=tuple(sorted(opts.items())), **common)
-                name = ".".join(_slug(s) for s in (stem, t.net, layer, label, f"s{seed}"))
+                name = ".".join(slug(s) for s in (stem, t.net, layer, label, f"s{seed}"))
                 tasks.append(dataclasses.replace(t, name=name))
     return tasks
 

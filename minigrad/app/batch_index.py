@@ -114,7 +114,7 @@ def _sheet(out, name, title, groups, originals):
 def write_sheets(out, tasks, rows):
     """A sheet per image (rows: option sets, columns: layers) and per layer (rows: images,
     columns: option sets), like the papers' figures. Returns {"image": [...], "layer": [...]}."""
-    from .batch import _slug
+    from .batch import slug
 
     os.makedirs(os.path.join(out, "sheets"), exist_ok=True)
     pairs = list(zip(tasks, rows))
@@ -126,7 +126,7 @@ def write_sheets(out, tasks, rows):
                                                            if (t.label, t.seed) == key])
                   for key in dict.fromkeys((t.label, t.seed) for t, _ in mine)
                   for label in [f"{key[0]} s{key[1]}"]]
-        sheets["image"].append((stem, _sheet(out, f"image-{_slug(stem)}", f"{stem}: "
+        sheets["image"].append((stem, _sheet(out, f"image-{slug(stem)}", f"{stem}: "
                                              "reconstruction per layer (label: relative error)",
                                              groups, originals)))
     for net, layer in dict.fromkeys((t.net, t.layer) for t in tasks):
@@ -136,7 +136,7 @@ def write_sheets(out, tasks, rows):
                   for path in dict.fromkeys(t.image for t, _ in mine)
                   for t0 in [next(t for t, _ in mine if t.image == path)]]
         sheets["layer"].append((f"{net} {layer}", _sheet(
-            out, f"layer-{_slug(net)}-{_slug(layer)}", f"{net} {layer}: one row per image "
+            out, f"layer-{slug(net)}-{slug(layer)}", f"{net} {layer}: one row per image "
             "(columns: option sets)", groups, originals)))
     return sheets
 
