@@ -39,19 +39,21 @@ def measured_rates(run):
             {k: t / u for k, (t, u) in by_net.items()})
 
 
-def estimate_full(run, images, src, log, workers=(1, 2, 8, 32)):
-    """{"tasks", "seconds_per_worker", "by_net", "workers": {N: seconds}} (and logs it)."""
+def estimate_full(run, src, log, workers, plan, cfg, names):
+    """{"tasks", "seconds_one_worker", "by_net", "workers": {N: seconds}} (and logs it).
+
+    ``plan(cfg, runner, images, src, notes, plan_only=True)`` plans protocol ``cfg`` on the
+    images ``names`` (run.run_passes, passed in so that this module does not import run)."""
     from .batch import BatchRunner
-    from .run import ALL_IMAGES, CONFIGS, run_passes
 
     rate_layer, rate_net = measured_rates(run)
-    cfg = dataclasses.replace(CONFIGS["full"])
-    full_images, _, notes = imageset.load_set(ALL_IMAGES, lambda m: None)
+    cfg = dataclasses.replace(cfg)
+    full_images, _, notes = imageset.load_set(names, lambda m: None)
     with tempfile.TemporaryDirectory(prefix="minigrad-plan-") as tmp:
         cfg.out = tmp
         planner = BatchRunner(tmp, _NoExecutor(), log=lambda m: None)
         planner._memo.update(run._memo)  # the networks already loaded
-        run_passes(cfg, planner, full_images, src, notes, plan_only=True)
+        plan(cfg, planner, full_images, src, notes, plan_only=True)
     total, by_net, unknown = 0.0, {}, set()
     for key, task in planner.planned.items():
         rate = rate_layer.get((task.net, task.layer), rate_net.get(task.net))

@@ -465,7 +465,9 @@ def _paths(args, mode):
 
 
 def _command(args, mode):
-    parts = ["python -m benchmarks.paper", f"--protocol {mode}"]
+    parts = ["python -m benchmarks.paper"] + (
+        [] if mode == "budget" else [f"--{mode}"] if mode in ("quick", "tiny")
+        else [f"--protocol {mode}"])
     for flag, v in (("--out", args.out), ("--workers", args.workers if args.workers != 1 else
                                           None), ("--scheduler", args.scheduler),
                     ("--blas-threads", args.blas_threads)):
@@ -508,7 +510,8 @@ def main(argv=None):
     env["load_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     env["executor"] = executor.describe() if args.workers == 1 else (
         f"dask, {args.scheduler or f'local cluster of {args.workers} workers'}")
-    estimate = estimate_full(run, images, src, log, args.estimate)
+    estimate = estimate_full(run, src, log, args.estimate, plan=run_passes,
+                             cfg=CONFIGS["full"], names=ALL_IMAGES)
     results = {
         "mode": mode, "protocol": mode, "command": command, "seconds": total,
         "sections": sections, "inversions": run.count, "inversion_seconds": run.seconds,
