@@ -72,7 +72,8 @@ class Task:
 
 # --- inputs ------------------------------------------------------------------------------------
 def expand_images(patterns):
-    """Files, globs and directories (their image files, sorted) -> paths, in order, unique."""
+    """Files, globs and directories (their image files, sorted) -> absolute paths, in order,
+    each once."""
     paths = []
     for pat in patterns:
         pat = os.fspath(pat)
@@ -85,6 +86,7 @@ def expand_images(patterns):
             found = [pat]  # an explicit file: a missing or unreadable one is a failed task
         if not found:
             raise CLIError(f"no images match {pat!r}")
+        found = [os.path.abspath(p) for p in found]  # workers may run in another folder
         paths += [p for p in found if p not in paths]
     return paths
 
