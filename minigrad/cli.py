@@ -18,7 +18,7 @@ import sys
 
 from . import __version__
 from .app import CLIError
-from .app.outputs import check_layer, format_table, load_rep, out_dir, read_input, say
+from .app.outputs import check_layer, load_rep, out_dir, read_input, say
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
@@ -80,20 +80,10 @@ def cmd_invert(args):
 
 
 def cmd_sweep(args):
-    from .app.outputs import run_sweep
+    """Images x layers x option sets on the batch runner (minigrad/app/sweep.py)."""
+    from .app.sweep import sweep_command
 
-    out, rep = _prepare(args)
-    layers = args.layers or [n for n in rep.layers if not n.startswith(("fc", "relu6", "relu7"))]
-    for layer in layers:
-        check_layer(rep, layer)
-    image, notes = read_input(args.image, rep, args.resize)
-    for n in notes:
-        say(f"note: {n}", args.quiet)
-    rows, interrupted = run_sweep(rep, image, layers, out, args.preset, _overrides(args),
-                                  args.quiet, os.fspath(args.image), notes)
-    print(format_table(rows))
-    print(f"wrote {os.path.join(out, 'sweep.png')}")
-    return EXIT_INTERRUPTED if interrupted else 0
+    return sweep_command(args, _overrides(args))
 
 
 def cmd_demo(args):
@@ -196,11 +186,32 @@ def _add_inversion_commands(sub):
                    "term's gradient as pictures, per-layer gradient norms, the graph")
     p.set_defaults(func=cmd_invert)
 
-    p = sub.add_parser("sweep", help="reconstruct from every layer; a labelled strip",
+    p = sub.add_parser("sweep", help="images x layers x option sets; resumable, on Dask too",
+                       description="Invert every image at every layer for every option set "
+                       "into OUT/tasks/<task>/; writes results.csv, results.json, index.html. "
+                       "Running it again skips the complete tasks.",
                        epilog="example: minigrad sweep photo.jpg --net alexnet --layers conv1 "
-                       "pool2 relu4 pool5 --out sweep/")
+                       "pool2 relu4 pool5 --out sweep/\n"
+                       "         minigrad sweep photos/ --net alexnet --layers conv3 pool5 "
+                       "--preset ijcv16 --vary loss_weight=1,20,100,300 --workers 2 --out s/",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
+    p.add_argument("more_images", nargs="*", metavar="IMAGE",
+                   help="more images: files, globs or directories")
     p.add_argument("--layers", nargs="+", help="layers (default: every non-fc layer)")
+    p.add_argument("--vary", action="append", metavar="NAME=V1,V2",
+                   help="an option's values, one option set each (repeatable: their product), "
+                   "e.g. loss_weight=1,20,100,300 or preset=cvpr15,ijcv16 or seed=0,1")
+    p.add_argument("--workers", type=int, default=1,
+                   help="N > 1: a local Dask cluster of N processes, 1 BLAS thread each "
+                   "(needs minigrad[cluster]); 1 (default): in this process, no Dask")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="submit the tasks to this existing Dask cluster")
+    p.add_argument("--blas-threads", type=int, metavar="N",
+                   help="BLAS threads per task (default: 1 on Dask workers, all in process); "
+                   "the same count gives bit-identical results anywhere")
+    p.add_argument("--retry", type=int, default=0, metavar="N",
+                   help="run failed tasks up to N more times")
     p.set_defaults(func=cmd_sweep)
 
 

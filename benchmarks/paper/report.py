@@ -36,10 +36,11 @@ def render(res):
     add(f"- Versions: Python {env['python']}, NumPy {env['numpy']}, SciPy {env['scipy']}, "
         f"Pillow {env['pillow']}; minigrad commit `{env['commit']}`; {env['platform']}.")
     add(f"- Weights: alexnet — {res['weights']['alexnet']}; vgg16 — {res['weights']['vgg16']}.")
-    add("- Commands: `python -m benchmarks.paper` (the full run), `--quick` (2 bundled "
-        "images, few iterations, under 10 minutes on 2 cores), `--tiny --out DIR` (the "
-        "smallest configuration, run by `tests/test_paper_eval.py`). The configuration of "
-        "this run is listed at the end.")
+    add("- Commands: `python -m benchmarks.paper --protocol P` with P = `full` (the papers' "
+        "protocol), `budget` (the default, about 10 minutes on 2 cores), `quick` (2 bundled "
+        "images, few iterations) or `tiny` (the smallest, run by `tests/test_paper_eval.py`); "
+        "`--workers N` / `--scheduler tcp://HOST:8786` run the inversions on Dask. The "
+        "configuration of this run is listed at the end.")
     for n in res["notes"]:
         add(f"- Note: {n}")
     add("")
@@ -94,8 +95,9 @@ def render(res):
     # CNN curves
     add("## CNN per-layer reconstruction error\n")
     a, v = res["alexnet"], res["vgg16"]
-    add(f"Image: `{cfg['cnn_image']}`. Relative error sqrt(‖Φ(x*) − Φ0‖²/‖Φ0‖²) of one "
-        f"reconstruction (seed 0) per layer and formulation: `cvpr15` ({cfg['cnn_iters_cvpr']} "
+    add(f"{_cnn_images(res)}. Relative error sqrt(‖Φ(x*) − Φ0‖²/‖Φ0‖²) of one "
+        "reconstruction (seed 0) per image, layer and formulation: "
+        f"`cvpr15` ({cfg['cnn_iters_cvpr']} "
         f"iterations, the paper's 400-iteration schedule 100/200/100 compressed "
         f"proportionally) and `ijcv16` with C ∈ {{{', '.join(str(c) for c in cfg['Cs'])}}} "
         f"({cfg['cnn_iters_ijcv']} iterations, the 300 + 50 phases compressed proportionally, "
@@ -160,6 +162,7 @@ def render(res):
         + ", ".join(f"{k}: {e:.3f}" for k, e in fe["halves"].items()) + ".\n")
     add(f"![halves]({f['halves']['file']})\n")
 
+    add(estimate_section(res))
     add("## Reductions against the papers\n")
     add(_reductions(res))
     add("\n## Configuration\n")
@@ -324,9 +327,11 @@ def _cnn_discussion(res):
         "without them), no channel groups, input 224 instead of 227, ImageNet mean/std "
         "normalisation (handled by `invert`'s pixel units). λTV follows the receptive-field "
         "mapping of `lambda_tv_for` (1 up to relu2, 10 up to relu4, 100 from conv5).")
+    n_img = len(res["alexnet"].get("images", [cfg["cnn_image"]]))
     lines.append(
-        "- **One image** (`" + cfg["cnn_image"] + "`) instead of 100, one restart: the curves "
-        "show the trend, not a mean with an error bar.")
+        (f"- **{n_img} images** (the mean is plotted)" if n_img > 1 else
+         "- **One image** (`" + cfg["cnn_image"] + "`)") + " instead of 100, one restart: the "
+        "curves show the trend, not a mean with an error bar.")
     lines.append(
         f"- **VGG-16 at {cfg['vgg_size']}×{cfg['vgg_size']}** instead of 224 (a CPU-time "
         "reduction: a 224 VGG-16 step costs about 2–3 s here); pool5 is then "
@@ -334,6 +339,39 @@ def _cnn_discussion(res):
         "image, so the deep-layer errors are not comparable with a 224 run.")
     lines.append("")
     return "\n".join(lines)
+
+
+def _cnn_images(res):
+    names = res["alexnet"].get("images") or [res["config"]["cnn_image"]]
+    if len(names) == 1:
+        return f"Image: `{names[0]}`"
+    return f"Images: {', '.join(f'`{n}`' for n in names)} (the tables give the mean)"
+
+
+def estimate_section(res):
+    """How the inversions ran (issue 16) and the full protocol's estimated time."""
+    e, env = res.get("full_protocol_estimate"), res["environment"]
+    if not e:
+        return ""
+    lines = [
+        "## Protocol, execution and the full protocol's cost\n",
+        f"Protocol **{res['protocol']}**: every number above comes from it. The "
+        f"{res['inversions']} inversions ran on minigrad's batch runner "
+        f"({env.get('executor', 'in process')}); {res['executed']} were executed by this "
+        "start (the others were complete in the run directory from an earlier start).\n",
+        f"The papers' full protocol (`--protocol full`: {e['images']} images, 800 iterations "
+        "for Table 1, 400 (cvpr15) / 350 (ijcv16) for the CNNs, AlexNet's 13 layers, VGG-16's "
+        "5 blocks at 224, C ∈ {1, 20, 100, 300}, the figures at 400) is "
+        f"**{e['tasks']} inversions**. Costed at this run's measured seconds per iteration and "
+        "input pixel of each (network, layer), on N workers (sum / N):\n",
+        _table(["workers", "estimated wall time"],
+               [[n, _fmt_seconds(s)] for n, s in e["workers"].items()]), "",
+        "By network (one worker): " + ", ".join(
+            f"{k} {v['tasks']} tasks, {_fmt_seconds(v['seconds'])}"
+            for k, v in e["by_net"].items()) + "."]
+    if e["not_costed"]:
+        lines.append(f"Not costed (never measured in this run): {', '.join(e['not_costed'])}.")
+    return "\n".join(lines) + "\n"
 
 
 def _reductions(res):
@@ -347,7 +385,7 @@ def _reductions(res):
         ["CNN iterations", "400 (cvpr15), 350 (ijcv16)",
          f"{cfg['cnn_iters_cvpr']} / {cfg['cnn_iters_ijcv']} (AlexNet), {cfg['vgg_iters']} "
          f"(VGG-16)"],
-        ["CNN images", "100 (curves)", f"1 (`{cfg['cnn_image']}`)"],
+        ["CNN images", "100 (curves)", f"{len(res['alexnet'].get('images', [1]))}"],
         ["VGG-16 input", "224", str(cfg["vgg_size"])],
         ["figure runs", "400 / 600 (window) iterations", str(cfg["fig_iters"])],
         ["classification consistency", "reported", "not available (conv-only weights)"],

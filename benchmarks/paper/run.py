@@ -9,7 +9,6 @@ See benchmarks/paper/README section of REPORT.md for what each configuration run
 """
 import argparse
 import dataclasses
-import hashlib
 import math
 import os
 import subprocess
@@ -22,7 +21,7 @@ import numpy as np
 import models
 import weights as weights_pkg
 from minigrad.images import save_json, save_text
-from minigrad.inversion import invert, lambda_tv_for
+from minigrad.inversion import lambda_tv_for
 from minigrad.inversion import metrics as M
 from minigrad.tensor import Tensor, no_grad
 
@@ -59,11 +58,21 @@ class Config:
     dsift_step: int = 15  # CVPR15's network: one descriptor every 3 bins
     deep_layer: str = "pool5"
     allow_random_weights: bool = False
+    cnn_images: tuple = ()  # images of the CNN curves (averaged); empty: cnn_image only
+    vgg_iters_ijcv: int = 0  # 0: vgg_iters for ijcv16 too
 
 
 CONFIGS = {
-    "full": Config(
+    "full": Config(  # the papers' protocol: every image, their iteration counts, VGG at 224
         mode="full", table_images=ALL_IMAGES, table_size=160, table_iters=800, hog27=True,
+        cnn_image="chelsea", cnn_images=ALL_IMAGES, alexnet_layers=ALEXNET_LAYERS,
+        cnn_iters_cvpr=400, cnn_iters_ijcv=350, vgg_layers=VGG_LAYERS, vgg_size=224,
+        vgg_iters=400, vgg_iters_ijcv=350, fig_iters=400,
+        window_layers=("conv1", "pool1", "pool2", "relu3", "relu5", "pool5"),
+        half_layers=("conv1", "pool1", "pool2"),
+    ),
+    "budget": Config(  # what fits ~10 minutes in one process on 2 cores (today's REPORT.md)
+        mode="budget", table_images=ALL_IMAGES, table_size=160, table_iters=800, hog27=True,
         cnn_image="chelsea", alexnet_layers=ALEXNET_LAYERS, cnn_iters_cvpr=80,
         cnn_iters_ijcv=80, vgg_layers=VGG_LAYERS, vgg_size=112, vgg_iters=32, fig_iters=80,
         window_layers=("conv1", "pool1", "pool2", "relu3", "relu5", "pool5"),
@@ -85,10 +94,12 @@ CONFIGS = {
 }
 
 _T0 = time.perf_counter()
+_LOG = {"quiet": False}  # quiet during planning passes (their numbers are stand-ins)
 
 
 def log(msg):
-    print(f"[{time.perf_counter() - _T0:8.1f}s] {msg}", flush=True)
+    if not _LOG["quiet"]:
+        print(f"[{time.perf_counter() - _T0:8.1f}s] {msg}", flush=True)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -107,46 +118,6 @@ def mean_std(v):
 def ci95(v):
     v = np.asarray(v, dtype=np.float64)
     return 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else 0.0
-
-
-class Runner:
-    """Runs inversions, remembering results so identical runs are done once."""
-
-    def __init__(self):
-        self.memo = {}
-        self.retries = []
-        self.count = 0
-        self.seconds = 0.0
-
-    def __call__(self, rep, image, layer, preset, **kw):
-        digest = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
-        k = (rep.name, rep.input_size, digest, image.shape, layer, preset,
-             tuple(sorted((a, repr(b)) for a, b in kw.items())))
-        if k in self.memo:
-            return self.memo[k]
-        r = self._invert(rep, image, layer, preset, **kw)
-        if r.status == "non-finite" and preset == "cvpr15" and "lr" not in kw:
-            # the momentum iteration diverged (x^6 overflowed): run again at a tenth of the
-            # learning rate and keep both in the record; the retry is what the tables use
-            first = r
-            r = self._invert(rep, image, layer, preset, lr=first.options["lr"] / 10, **kw)
-            r.retry_of = first
-            self.retries.append({
-                "representation": rep.name, "layer": layer, "options": repr(kw),
-                "message": first.message, "first_error": first.metrics["relative_error"],
-                "retry_lr": first.options["lr"] / 10, "retry_status": r.status,
-                "retry_error": r.metrics["relative_error"]})
-        self.memo[k] = r
-        return r
-
-    def _invert(self, rep, image, layer, preset, **kw):
-        r = invert(rep, image, layer, preset, **kw)
-        self.count += 1
-        self.seconds += r.wall_time
-        extra = "" if r.status == "completed" else f" [{r.status}: {r.message}]"
-        log(f"  {rep.name}/{layer} {preset} {kw}: rel.err {r.metrics['relative_error']:.4f} "
-            f"in {r.wall_time:.1f}s{extra}")
-        return r
 
 
 def get_cnn(name, cfg, notes):
@@ -175,7 +146,8 @@ def table1(cfg, images, run, figs):
     sq = {n: imageset.square(a, S) for n, a in images.items()}
     rows, recon = [], {}
     for label, name, kw, nch in methods:
-        rep = models.get(name, **kw)
+        rep = run.uses(run.memo((name, repr(kw)), lambda n=name, k=kw: models.get(n, **k)),
+                       name, **kw)
         layer = rep.layers[0]
 
         def restrict(c, nch=nch):
@@ -244,29 +216,38 @@ def classification_consistency(rep, x_rec, x0):
     return bool(code(rep, x_rec, "fc8").argmax() == code(rep, x0, "fc8").argmax())
 
 
-def cnn_curves(cfg, net, rep, image, layers, iters_cvpr, iters_ijcv, run):
+def cnn_curves(cfg, net, rep, images, layers, iters_cvpr, iters_ijcv, run):
+    """Relative error per layer and configuration, averaged over ``images`` (name -> array);
+    the reconstructions of the first image for the strip figure."""
     configs = cnn_configs(cfg, iters_cvpr, iters_ijcv)
-    x0 = rep.preprocess(image)
-    curves = {label: [] for label, _, _ in configs}
-    images = {label: [] for label, _, _ in configs}
+    per_image = {label: [[] for _ in layers] for label, _, _ in configs}
+    strip = {label: [] for label, _, _ in configs}
     details = []
-    for layer in layers:
-        for label, preset, kw in configs:
-            r = run(rep, image, layer, preset, **kw)
-            e = r.metrics["relative_error"]
-            curves[label].append(e)
-            images[label].append(r.image)
-            details.append({"layer": layer, "config": label, "relative_error": e,
-                            "status": r.status, "seconds": r.wall_time,
-                            "retried": hasattr(r, "retry_of"),
-                            "consistent": classification_consistency(rep, r.x, x0),
-                            "lambda_tv": r.options.get("lambda_tv"),
-                            "jitter": r.options.get("jitter"), "iters": r.options.get("iters")})
-    return {"layers": list(layers), "curves": curves, "details": details}, images
+    for k, (name, image) in enumerate(images.items()):
+        x0 = rep.preprocess(image)
+        for i, layer in enumerate(layers):
+            for label, preset, kw in configs:
+                r = run(rep, image, layer, preset, **kw)
+                e = r.metrics["relative_error"]
+                per_image[label][i].append(e)
+                if k == 0:
+                    strip[label].append(r.image)
+                details.append({"image": name, "layer": layer, "config": label,
+                                "relative_error": e, "status": r.status,
+                                "seconds": r.wall_time, "retried": hasattr(r, "retry_of"),
+                                "consistent": classification_consistency(rep, r.x, x0),
+                                "lambda_tv": r.options.get("lambda_tv"),
+                                "jitter": r.options.get("jitter"),
+                                "iters": r.options.get("iters")})
+    curves = {label: [float(np.mean(v)) for v in vs] for label, vs in per_image.items()}
+    return {"layers": list(layers), "images": list(images), "curves": curves,
+            "details": details}, strip
 
 
 # --- figures ---------------------------------------------------------------------------------
 def save_fig(cfg, name, image):
+    if getattr(cfg, "planning", False):  # a planning pass: stand-in results, no figure
+        return {"file": f"figures/{name}.png", "bytes": 0}
     path = cfg.out / "figures" / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     nbytes = save_png_capped(path, image)
@@ -371,66 +352,46 @@ def environment():
 
 
 # --- main ------------------------------------------------------------------------------------
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.paper",
-                                 description="Reproduce the papers' evaluation (issue 7).")
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--quick", action="store_true", help="2 bundled images, few iterations")
-    g.add_argument("--tiny", action="store_true", help="smallest configuration (the test's)")
-    ap.add_argument("--out", help="output folder (default: benchmarks/paper for the full run, "
-                                  "$MINIGRAD_HOME/paper/<mode> otherwise)")
-    args = ap.parse_args(argv)
-    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
-    cfg = dataclasses.replace(CONFIGS[mode])
-    cfg.out = Path(args.out) if args.out else (
-        HERE if mode == "full" else imageset.cache_dir() / mode)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks.paper" + ("" if mode == "full" else f" --{mode}") + (
-        f" --out {args.out}" if args.out else "")
-    log(f"mode {mode}, output {cfg.out}")
-    t_start = time.perf_counter()
-    env = environment()
-    notes, sections, figs = [], {}, {}
-    run = Runner()
-
-    # images: the bundled ones never need the network
-    images, infos, img_notes = imageset.load_set(cfg.table_images, log)
-    notes += img_notes
-    if len(images) < 2:
-        raise SystemExit("need at least two images for the normalised error")
-
+def evaluate(cfg, run, images, src, notes):
+    """Every section, on ``run``: (sections' seconds, figures, results)."""
+    sections, figs = {}, {}
     t = time.perf_counter()
     log(f"Table 1: {len(images)} images, {cfg.table_size}x{cfg.table_size} grey, "
         f"{cfg.table_iters} iterations")
     table = table1(cfg, images, run, figs)
     sections["table1"] = time.perf_counter() - t
 
-    src = images.get(cfg.cnn_image)
-    if src is None:
-        src = imageset.load(cfg.cnn_image, log)[0]
     t = time.perf_counter()
-    alex, alex_w = get_cnn("alexnet", cfg, notes)
+    alex, alex_w = run.memo("alexnet", lambda: get_cnn("alexnet", cfg, notes))
+    run.uses(alex, "alexnet", weights=None if alex_w.startswith("RANDOM") else "default")
+    cnn_images = {n: images[n] for n in cfg.cnn_images if n in images} or {cfg.cnn_image: src}
+    cnn_images = {cfg.cnn_image: src, **cnn_images}  # the figure image first
     img224 = imageset.square(src, alex.input_size[0])
-    log(f"AlexNet curves: {len(cfg.alexnet_layers)} layers x {1 + len(cfg.Cs)} configurations")
-    alex_res, alex_imgs = cnn_curves(cfg, "alexnet", alex, img224, cfg.alexnet_layers,
-                                     cfg.cnn_iters_cvpr, cfg.cnn_iters_ijcv, run)
+    log(f"AlexNet curves: {len(cnn_images)} images x {len(cfg.alexnet_layers)} layers x "
+        f"{1 + len(cfg.Cs)} configurations")
+    alex_res, alex_imgs = cnn_curves(
+        cfg, "alexnet", alex, {n: imageset.square(a, alex.input_size[0])
+                               for n, a in cnn_images.items()},
+        cfg.alexnet_layers, cfg.cnn_iters_cvpr, cfg.cnn_iters_ijcv, run)
     sections["alexnet curves"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    vgg, vgg_w = get_cnn("vgg16", cfg, notes)
+    vgg, vgg_w = run.memo("vgg16", lambda: get_cnn("vgg16", cfg, notes))
     vgg.input_size = (cfg.vgg_size, cfg.vgg_size)  # the instance only; layers accept any size
+    run.uses(vgg, "vgg16", weights=None if vgg_w.startswith("RANDOM") else "default")
     imgv = imageset.square(src, cfg.vgg_size)
     log(f"VGG-16 curves at {cfg.vgg_size}x{cfg.vgg_size}: {len(cfg.vgg_layers)} layers")
-    vgg_res, vgg_imgs = cnn_curves(cfg, "vgg16", vgg, imgv, cfg.vgg_layers, cfg.vgg_iters,
-                                   cfg.vgg_iters, run)
+    vgg_res, vgg_imgs = cnn_curves(
+        cfg, "vgg16", vgg, {n: imageset.square(a, cfg.vgg_size) for n, a in cnn_images.items()},
+        cfg.vgg_layers, cfg.vgg_iters, cfg.vgg_iters_ijcv or cfg.vgg_iters, run)
     sections["vgg16 curves"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    n_img = f"{len(cnn_images)} images" if len(cnn_images) > 1 else cfg.cnn_image
     for name, res, title in (("curves_alexnet", alex_res, "AlexNet (torchvision weights)"),
                              ("curves_vgg16", vgg_res, f"VGG-16 at {cfg.vgg_size}px")):
         figs[name] = save_fig(cfg, name, layer_plot(
-            res["curves"], res["layers"], title=f"{title}: relative error by layer "
-                                                f"({cfg.cnn_image})"))
+            res["curves"], res["layers"], title=f"{title}: relative error by layer ({n_img})"))
     figs["strip_alexnet"] = strip_figure(
         cfg, "strip_alexnet", "alexnet, every layer conv1…pool5 (rows: cvpr15, ijcv16 C=…)",
         img224, alex_res["layers"], alex_imgs, cell=84)
@@ -441,16 +402,123 @@ def main(argv=None):
     log("figures")
     figures(cfg, alex, img224, run, figs, fig_out)
     sections["figures"] = time.perf_counter() - t
+    return sections, figs, {"table1": table, "alexnet": alex_res, "vgg16": vgg_res,
+                            "weights": {"alexnet": alex_w, "vgg16": vgg_w},
+                            "figure_errors": fig_out}
 
+
+def run_passes(cfg, run, images, src, notes, plan_only=False):
+    """Plan, run the planned tasks, and again, until a pass needs nothing new."""
+    for _ in range(4):
+        run.begin_pass()
+        cfg.planning = _LOG["quiet"] = True
+        try:
+            evaluate(cfg, run, images, src, notes)  # get_cnn's notes come once (memo)
+        finally:
+            _LOG["quiet"] = False
+        if not run.planned or plan_only:
+            break
+        run.execute()
+    if plan_only:
+        return None
+    cfg.planning = False
+    run.begin_pass()
+    out = evaluate(cfg, run, images, src, notes)
+    assert not run.planned, "a final pass needed new inversions"
+    return out
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.paper",
+                                 description="Reproduce the papers' evaluation (issue 7) on "
+                                 "minigrad's batch runner (issue 16).")
+    ap.add_argument("--protocol", choices=list(CONFIGS), default="budget",
+                    help="full: the papers' protocol (every image, 400/350 iterations, VGG-16 "
+                    "at 224); budget (default): ~10 min on 2 cores; quick; tiny (the test's)")
+    ap.add_argument("--quick", action="store_const", dest="protocol", const="quick",
+                    help="= --protocol quick")
+    ap.add_argument("--tiny", action="store_const", dest="protocol", const="tiny",
+                    help="= --protocol tiny")
+    ap.add_argument("--out", help="output folder (default: benchmarks/paper for the budget "
+                    "protocol, benchmarks/paper/<protocol> for full, $MINIGRAD_HOME/paper/"
+                    "<protocol> otherwise)")
+    ap.add_argument("--run-dir", help="the task folders (default: OUT/runs, or "
+                    "$MINIGRAD_HOME/paper/runs/<protocol> for a folder in the repository); "
+                    "a run started again skips the complete tasks")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="N > 1: a local Dask cluster of N processes (minigrad[cluster])")
+    ap.add_argument("--scheduler", metavar="tcp://HOST:8786", help="an existing Dask cluster")
+    ap.add_argument("--blas-threads", type=int, metavar="N", help="BLAS threads per task")
+    ap.add_argument("--estimate", type=int, nargs="+", default=[1, 2, 8, 32], metavar="N",
+                    help="print the full protocol's estimated time on these worker counts")
+    return ap.parse_args(argv)
+
+
+def _paths(args, mode):
+    out = Path(args.out) if args.out else (
+        HERE if mode == "budget" else HERE / mode if mode == "full"
+        else imageset.cache_dir() / mode)
+    inside = out.resolve() == HERE or HERE in out.resolve().parents
+    run_dir = Path(args.run_dir) if args.run_dir else (
+        imageset.cache_dir() / "runs" / mode if inside else out / "runs")
+    return out, run_dir
+
+
+def _command(args, mode):
+    parts = ["python -m benchmarks.paper"] + (
+        [] if mode == "budget" else [f"--{mode}"] if mode in ("quick", "tiny")
+        else [f"--protocol {mode}"])
+    for flag, v in (("--out", args.out), ("--workers", args.workers if args.workers != 1 else
+                                          None), ("--scheduler", args.scheduler),
+                    ("--blas-threads", args.blas_threads)):
+        if v is not None:
+            parts.append(f"{flag} {v}")
+    return " ".join(parts)
+
+
+def main(argv=None):
+    from minigrad.app.sweep import make_executor
+
+    from .batch import BatchRunner
+    from .estimate import estimate_full
+
+    args = parse_args(argv)
+    mode = args.protocol
+    cfg = dataclasses.replace(CONFIGS[mode])
+    cfg.out, run_dir = _paths(args, mode)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    command = _command(args, mode)
+    log(f"protocol {mode}, output {cfg.out}, tasks in {run_dir}")
+    t_start = time.perf_counter()
+    env = environment()
+    notes = []
+    # images: the bundled ones never need the network
+    images, infos, img_notes = imageset.load_set(cfg.table_images, log)
+    notes += img_notes
+    if len(images) < 2:
+        raise SystemExit("need at least two images for the normalised error")
+    src = images.get(cfg.cnn_image)
+    if src is None:
+        src = imageset.load(cfg.cnn_image, log)[0]
+    executor = make_executor(args.workers, args.scheduler, args.blas_threads, quiet=True)
+    try:
+        run = BatchRunner(run_dir, executor, log)
+        sections, figs, parts = run_passes(cfg, run, images, src, notes)
+    finally:
+        executor.close()
     total = time.perf_counter() - t_start
     env["load_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    env["executor"] = executor.describe() if args.workers == 1 else (
+        f"dask, {args.scheduler or f'local cluster of {args.workers} workers'}")
+    estimate = estimate_full(run, src, log, args.estimate, plan=run_passes,
+                             cfg=CONFIGS["full"], names=ALL_IMAGES)
     results = {
-        "mode": mode, "command": command, "seconds": total, "sections": sections,
-        "inversions": run.count, "inversion_seconds": run.seconds, "environment": env,
+        "mode": mode, "protocol": mode, "command": command, "seconds": total,
+        "sections": sections, "inversions": run.count, "inversion_seconds": run.seconds,
+        "executed": sum(len(r["executed"]) for r in run.records), "environment": env,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items()}, "images": infos,
-        "notes": notes, "table1": table, "alexnet": alex_res, "vgg16": vgg_res,
-        "weights": {"alexnet": alex_w, "vgg16": vgg_w}, "figures": figs,
-        "figure_errors": fig_out, "retries": run.retries,
+        "notes": notes, **parts, "figures": figs, "retries": run.retries,
+        "full_protocol_estimate": estimate,
     }
     save_json(cfg.out / "results.json", results)
     from .report import render
