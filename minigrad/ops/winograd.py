@@ -107,8 +107,8 @@ def _matrices(m, r, dtype, xp):
     key = (m, r, str(dtype), xp.__name__)
     if key not in _MATRICES:
         AT, _, BT = toom_cook(m, r)
-        as_array = lambda M: xp.asarray(  # noqa: E731
-            backend.np.array([[float(v) for v in row] for row in M]), dtype=dtype)
+        as_array = lambda M: xp.asarray([[float(v) for v in row] for row in M],  # noqa: E731
+                                        dtype=dtype)
         _MATRICES[key] = (as_array(AT), as_array(BT))
     return _MATRICES[key]
 
@@ -121,7 +121,7 @@ def transform_weights(W, groups, m):
     xp = get_array_module(W)
     O, Cg, r, _ = W.shape
     alpha = m + r - 1
-    G = xp.asarray(backend.np.array([[float(v) for v in row] for row in toom_cook(m, r)[1]]))
+    G = xp.asarray([[float(v) for v in row] for row in toom_cook(m, r)[1]], dtype="float64")
     g = W.astype("float64").reshape(O * Cg, r, r)
     U = G @ g @ G.T  # (O·Cg, α, α)
     U = U.reshape(groups, O // groups, Cg, alpha * alpha).transpose(3, 0, 1, 2)
