@@ -107,8 +107,8 @@ def _matrices(m, r, dtype, xp):
     key = (m, r, str(dtype), xp.__name__)
     if key not in _MATRICES:
         AT, _, BT = toom_cook(m, r)
-        as_array = lambda M: xp.asarray(  # noqa: E731
-            [[float(v) for v in row] for row in M], dtype=dtype)
+        as_array = lambda M: xp.asarray([[float(v) for v in row] for row in M],  # noqa: E731
+                                        dtype=dtype)
         _MATRICES[key] = (as_array(AT), as_array(BT))
     return _MATRICES[key]
 
