@@ -292,10 +292,6 @@ def test_invert_an_exported_resnet(nets, layer):
     assert len(energy) == 6 and energy[-1] < energy[0]
 
 
-def _cli_module():
-    return "minigrad.app.cli" if (ROOT / "minigrad" / "app" / "cli.py").exists() else "minigrad.cli"
-
-
 def test_the_command_line_inverts_an_onnx_file(nets, tmp_path):
     from PIL import Image
 
@@ -305,7 +301,7 @@ def test_the_command_line_inverts_an_onnx_file(nets, tmp_path):
     out = tmp_path / "out"
     args = ["invert", photo, "--net", nets["resnet"][0], "--layer", "fc", "--iters", 4,
             "--out", out, "--quiet"]
-    r = subprocess.run([sys.executable, "-m", _cli_module(), *map(str, args)], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "minigrad.cli", *map(str, args)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     with Image.open(out / "reconstruction.png") as im:
