@@ -370,6 +370,7 @@ def _summarise(pb, run, history, t_start):
     if pb.original is not None and pb.original.shape == images[0].shape:
         met["rmse"] = float(np.mean([M.rmse(im, pb.original) for im in images]))
         met["psnr"] = float(np.mean([M.psnr(im, pb.original) for im in images]))
+        met["naturalness"] = float(np.mean([M.naturalness(im, pb.original) for im in images]))
     return InversionResult(
         image=images[0] if R == 1 else images, x=x_host, history=h, metrics=met,
         options=options_record(pb.opts, pb.schedule), status=run.status, message=run.message,

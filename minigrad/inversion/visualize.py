@@ -19,9 +19,14 @@ at most reps×reps, reps = round(1.1·rf/stride) made odd (fc layers: the networ
 **Caricature** (``exp_enhance.m``): start from the image itself (pixel units), target
 w = Φ0₊/‖Φ0₊‖² (so ⟨w, Φ(x0)⟩ = 1), the same prior and schedule.
 """
+import contextlib
+import types
+
 from .. import backend
 from ..backend import np
+from ..tensor import Tensor, no_grad
 from .loop import invert
+from .objectives import get_objective
 from .presets import InversionError
 
 FAST_ITERATIONS = 300
@@ -95,12 +100,14 @@ def unit_target(rep, layer, chans, weights, hw, positions="centre"):
 
 
 def maximise(rep, layer, channels, max_activation, preset="ijcv16", positions="centre",
-             iterations=FAST_ITERATIONS, restarts=1, size=None, **overrides):
+             iterations=FAST_ITERATIONS, restarts=1, size=None, leak=0.0, **overrides):
     """The image that maximises each of ``channels`` of ``layer`` (one image per channel and
     restart, optimised as one batch); see the module docstring.
 
     max_activation: a number or an array (channels of the layer,) of natural-image maxima.
-    size: (H, W) of the image (default ``maximisation_size``). Other overrides go to ``invert``
+    size: (H, W) of the image (default ``maximisation_size``). leak: the slope of every ReLU
+    below zero during the optimisation (IJCV16's option, 0.05; 0 = the network as it is; the
+    reported activations are always those of the network itself). Other overrides go to ``invert``
     (seed, jitter, sync_every, callback, ...). Returns an InversionResult whose ``image`` is a
     list when more than one image is made, ``metrics["activation_per_restart"]`` in the order
     channel-major, restart-minor.
@@ -115,17 +122,50 @@ def maximise(rep, layer, channels, max_activation, preset="ijcv16", positions="c
     weights = inner_weight(rep, layer, _maxima(max_activation, chans, n))
     chans_r = [c for c in chans for _ in range(int(restarts))]
     w = unit_target(rep, layer, chans_r, np.repeat(weights, int(restarts)), hw, positions)
-    return invert(rep, w, layer, preset=preset, objective="inner", size=hw,
-                  restarts=len(chans_r), phase_iters=(int(iterations),), **overrides)
+    with _leaky(rep, leak):
+        result = invert(rep, w, layer, preset=preset, objective="inner", size=hw,
+                        restarts=len(chans_r), phase_iters=(int(iterations),), **overrides)
+    return _without_leak(rep, layer, result, w, "inner", leak)
 
 
-def caricature(rep, image, layer, preset="ijcv16", iterations=FAST_ITERATIONS, **overrides):
+def _leaky(rep, leak):
+    """The representation's leaky-ReLU context for ``leak`` > 0 (CNNs), else nothing."""
+    if not leak:
+        return contextlib.nullcontext()
+    if not hasattr(rep, "leaky"):
+        raise InversionError(f"leak: {rep.name} has no ReLUs to make leaky")
+    return rep.leaky(leak)
+
+
+def _without_leak(rep, layer, result, target, objective, leak):
+    """With a leak, the final metrics again with the network's own ReLUs (what it computes)."""
+    if leak:
+        xp = backend.xp_for(rep.device)
+        with no_grad():
+            phi = rep.forward(Tensor(xp.asarray(result.x)), layer).data
+        pb = types.SimpleNamespace(phi0=xp.asarray(target), mask=None, mask_host=None)
+        result.metrics.update(get_objective(objective).metrics(phi, pb))
+    result.metrics["leak"] = float(leak)
+    return result
+
+
+def caricature(rep, image, layer, preset="ijcv16", iterations=FAST_ITERATIONS, leak=0.0,
+               **overrides):
     """The caricature of the uint8 ``image`` at ``layer``: maximise ⟨Φ0₊/‖Φ0₊‖², Φ(x)⟩ from
-    x = the image, under the prior (see the module docstring). Returns an InversionResult."""
+    x = the image, under the prior (see the module docstring); Φ0 is the network's own code
+    of the image, also with a ``leak``. Returns an InversionResult (``original``: the image
+    as the network sees it)."""
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8):
         raise InversionError("caricature needs a uint8 image (H, W, 3) or (H, W)")
     rep.check_layer(layer)
     rep.require_weights(layer)
-    x0 = backend.asnumpy(rep.preprocess(image).data)  # (1, C, H, W) input space
-    return invert(rep, image, layer, preset=preset, objective="enhance", init=x0,
-                  phase_iters=(int(iterations),), **overrides)
+    x0 = rep.preprocess(image)  # (1, C, H, W) input space
+    with no_grad():
+        phi0 = rep.forward(x0, layer).data
+    x0_host = backend.asnumpy(x0.data)
+    with _leaky(rep, leak):
+        result = invert(rep, phi0, layer, preset=preset, objective="enhance", init=x0_host,
+                        size=tuple(x0.shape[-2:]), original=rep.deprocess(x0_host),
+                        phase_iters=(int(iterations),), **overrides)
+    target = get_objective("enhance").target(phi0, layer)
+    return _without_leak(rep, layer, result, target, "enhance", leak)
