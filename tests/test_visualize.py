@@ -268,3 +268,19 @@ def test_cli_visualize_errors_are_one_line(tmp_path, random_alexnet):
     r = run_cli("visualize", "--net", "alexnet", "--weights", random_alexnet, "--layer",
                 "conv1", "--channels", "70:80", "--out", tmp_path / "x", home=tmp_path / "home")
     assert r.returncode == 1 and "--channels '70:80'" in r.stderr
+
+
+def test_mp4_when_imageio_ffmpeg_is_installed(tmp_path):
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg not installed")
+    from minigrad.app.movie import FrameRecorder
+
+    rep = tiny_cnn()
+    movie = FrameRecorder(rep, 1)
+    for step in range(3):
+        movie.add(np.full((15, 21, 3), 40 * step, dtype=np.uint8), step)
+    paths = movie.write(str(tmp_path))
+    assert str(tmp_path / "evolution.mp4") in paths
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "evolution.mp4"))
+    meta = next(reader)
+    assert tuple(meta["size"]) == (22, 34)  # 21 x (15 + 18) made even
+    assert sum(1 for _ in reader) == 3

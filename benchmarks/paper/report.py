@@ -189,8 +189,15 @@ def _retries(res):
     return "\n".join(lines)
 
 
+def _naturalness(d, config):
+    """' / 0.83': IJCV16's naturalness of the run (runs recorded before it existed: '')."""
+    v = next((x.get("naturalness") for x in d if x["config"] == config), None)
+    return "" if v is None else f" / {v:.2f}"
+
+
 def _curve_table(r):
     configs = list(r["curves"])
+    nat = any(x.get("naturalness") is not None for x in r["details"])
     rows = []
     for i, layer in enumerate(r["layers"]):
         d = [x for x in r["details"] if x["layer"] == layer]
@@ -199,8 +206,11 @@ def _curve_table(r):
         rows.append([layer, f"{lam:g}" if lam is not None else "—",
                      str(jit) if jit is not None else "—"]
                     + [f"{r['curves'][c][i]:.3f}" + ("†" if _retried(d, c) else "")
-                       for c in configs])
-    return _table(["layer", "λTV (cvpr15)", "J (ijcv16)"] + configs, rows)
+                       + _naturalness(d, c) for c in configs])
+    note = ("\n\nEach cell: relative error / naturalness (IJCV16: the intersection of the "
+            "18-bin gradient-orientation histograms of the original and the reconstruction, "
+            "1 = the original's statistics).") if nat else ""
+    return _table(["layer", "λTV (cvpr15)", "J (ijcv16)"] + configs, rows) + note
 
 
 def _table1_discussion(res):

@@ -257,6 +257,7 @@ def cnn_curves(cfg, net, rep, image, layers, iters_cvpr, iters_ijcv, run):
             curves[label].append(e)
             images[label].append(r.image)
             details.append({"layer": layer, "config": label, "relative_error": e,
+                            "naturalness": r.metrics.get("naturalness"),
                             "status": r.status, "seconds": r.wall_time,
                             "retried": hasattr(r, "retry_of"),
                             "consistent": classification_consistency(rep, r.x, x0),
