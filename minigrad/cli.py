@@ -88,7 +88,7 @@ def cmd_sweep(args):
         say(f"note: {n}", args.quiet)
     rows, interrupted = run_sweep(rep, image, layers, out, args.preset, _overrides(args),
                                   args.quiet, os.fspath(args.image), notes,
-                                  frames=(args.frames, args.frame_pngs) if args.frames else None)
+                                  frames=_frames(args))
     print(format_table(rows))
     print(f"wrote {os.path.join(out, 'sweep.png')}")
     return EXIT_INTERRUPTED if interrupted else 0
@@ -96,13 +96,20 @@ def cmd_sweep(args):
 
 def _movie(args, rep, progress):
     """A FrameRecorder around the progress line with --frames N, else None (no cost)."""
-    if not getattr(args, "frames", None):
+    if _frames(args) is None:
         return None
     from .app.movie import FrameRecorder
 
+    return FrameRecorder(rep, args.frames, inner=progress)
+
+
+def _frames(args):
+    """(N, PNG frames too) of --frames N, or None without it."""
+    if getattr(args, "frames", None) is None:
+        return None
     if args.frames < 1:
         raise CLIError(f"--frames must be >= 1, got {args.frames}")
-    return FrameRecorder(rep, args.frames, inner=progress)
+    return args.frames, args.frame_pngs
 
 
 def _write_movie(movie, result, out, args, name="evolution"):

@@ -14,8 +14,13 @@ import minigrad as mg
 from minigrad.inversion import metrics as M
 from minigrad.inversion.objectives import FeatureLoss, InnerProduct, get_objective
 from minigrad.inversion.presets import InversionError
-from minigrad.inversion.visualize import (caricature, inner_weight, maximisation_size, maximise,
-                                          unit_target)
+from minigrad.inversion.visualize import (
+    caricature,
+    inner_weight,
+    maximisation_size,
+    maximise,
+    unit_target,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -284,3 +289,22 @@ def test_mp4_when_imageio_ffmpeg_is_installed(tmp_path):
     meta = next(reader)
     assert tuple(meta["size"]) == (22, 34)  # 21 x (15 + 18) made even
     assert sum(1 for _ in reader) == 3
+
+
+def test_cli_invert_and_sweep_write_their_movies(tmp_path):
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo(48, 64)).save(src)
+    r = run_cli("invert", src, "--net", "hog", "--iters", "5", "--frames", "2", "--quiet",
+                "--out", tmp_path / "inv", home=tmp_path / "home")
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "inv" / "evolution.gif") as gif:
+        assert gif.n_frames == 4  # iterations 0, 2, 4 and the end (5)
+    assert "naturalness" in json.loads((tmp_path / "inv" / "metrics.json").read_text())["metrics"]
+    r = run_cli("sweep", src, "--net", "hog", "--iters", "3", "--frames", "1", "--quiet",
+                "--out", tmp_path / "sw", home=tmp_path / "home")
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "sw" / "layers" / "hog-evolution.gif") as gif:
+        assert gif.n_frames == 4
+    r = run_cli("invert", src, "--net", "hog", "--iters", "2", "--frames", "0", "--out",
+                tmp_path / "x", home=tmp_path / "home")
+    assert r.returncode == 1 and "--frames must be >= 1" in r.stderr
