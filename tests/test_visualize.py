@@ -308,3 +308,33 @@ def test_cli_invert_and_sweep_write_their_movies(tmp_path):
     r = run_cli("invert", src, "--net", "hog", "--iters", "2", "--frames", "0", "--out",
                 tmp_path / "x", home=tmp_path / "home")
     assert r.returncode == 1 and "--frames must be >= 1" in r.stderr
+
+
+def test_channel_maxima_cached_and_offline_fallback(tmp_path, monkeypatch):
+    from minigrad.app import visualization as V
+
+    monkeypatch.setenv("MINIGRAD_HOME", str(tmp_path))
+    rep = tiny_cnn()
+    imgs = [photo(), photo(30, 50)[::-1].copy()]
+    got = V.compute_maxima(rep, imgs, ["conv1", "relu2"])
+    with mg.no_grad():
+        want = np.max([rep.forward(rep.preprocess(a), "relu2").numpy().max(axis=(0, 2, 3))
+                       for a in imgs], axis=0)
+    np.testing.assert_allclose(got["relu2"], want, rtol=1e-6)
+    assert got["conv1"].shape == (8,)
+
+    def no_network(log):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(V, "_skimage_wheel", no_network)
+    images, note = V.natural_images(log=lambda m: None)
+    assert list(images) == ["astronaut", "chelsea", "coffee", "rocket"]
+    assert "bundled photographs only" in note and "no network" in note
+    m, info = V.channel_maxima(rep, "conv2", log=lambda m: None)
+    assert m.shape == (12,) and np.all(m > 0) and info["note"] == note
+    assert not (tmp_path / "weights" / "maxima").exists()  # a partial set is never cached
+    m2, info2 = V.channel_maxima(rep, "conv2", log=lambda m: None, extras=False)
+    np.testing.assert_array_equal(m, m2)
+    assert info2["cache"] and os.path.isfile(info2["cache"])
+    m3, info3 = V.channel_maxima(rep, "conv2", log=lambda m: None, extras=False)
+    np.testing.assert_array_equal(m2, m3)

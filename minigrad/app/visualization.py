@@ -95,8 +95,9 @@ def weights_key(rep):
     meta = getattr(rep, "meta", None) or {}
     if meta.get("path") and os.path.isfile(meta["path"]):
         return sha256_file(meta["path"])[:16]
-    if str(meta.get("source", "")).startswith("random"):
-        return hashlib.sha256(str(meta["source"]).encode()).hexdigest()[:16]
+    if str(meta.get("source", "")).startswith("random"):  # seeded: the seed and the shapes
+        shapes = getattr(rep, "param_shapes", dict)()
+        return hashlib.sha256(f"{meta['source']} {shapes}".encode()).hexdigest()[:16]
     return None
 
 
