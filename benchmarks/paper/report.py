@@ -160,6 +160,7 @@ def render(res):
         + ", ".join(f"{k}: {e:.3f}" for k, e in fe["halves"].items()) + ".\n")
     add(f"![halves]({f['halves']['file']})\n")
 
+    add(_gallery())
     add("## Reductions against the papers\n")
     add(_reductions(res))
     add("\n## Configuration\n")
@@ -168,6 +169,27 @@ def render(res):
         add(f"{k} = {val}")
     add("```")
     return "\n".join(L) + "\n"
+
+
+def _gallery():
+    """IJCV16's other two natural pre-images: made by benchmarks/visualizations.py (their
+    settings and timings are in docs/gallery/visualizations.json), linked here."""
+    g = "../../docs/gallery"
+    return "\n".join([
+        "## Activation maximisation and caricatures (IJCV16)\n",
+        "IJCV16's other two natural pre-images, on the same loop and prior (`ijcv16`, only the "
+        "fast phase), made by `python -m benchmarks.visualizations` (commands, iterations, "
+        "seconds and activations per part: `docs/gallery/visualizations.json`). Activation "
+        "maximisation weights each channel by 1/max_activation over 8 freely licensed "
+        "photographs (the authors: ImageNet images), so the labels (activation / that "
+        "maximum) are not comparable with the paper's.\n",
+        f"![AlexNet conv3]({g}/maximise_alexnet_conv3.png)\n",
+        f"![AlexNet conv5]({g}/maximise_alexnet_conv5.png)\n",
+        f"![VGG-16 conv3_3]({g}/maximise_vgg16_conv3_3.png)\n",
+        f"![caricatures]({g}/caricatures_alexnet.png)\n",
+        f"The optimisation of one caricature as a movie (`--frames 10`): "
+        f"[evolution GIF]({g}/evolution_caricature_astronaut_relu4.gif).\n",
+    ])
 
 
 def _retried(details, config):
