@@ -338,3 +338,16 @@ def test_channel_maxima_cached_and_offline_fallback(tmp_path, monkeypatch):
     assert info2["cache"] and os.path.isfile(info2["cache"])
     m3, info3 = V.channel_maxima(rep, "conv2", log=lambda m: None, extras=False)
     np.testing.assert_array_equal(m2, m3)
+
+
+def test_leaky_relus_only_inside_the_block():
+    rep = tiny_cnn()
+    x = mg.Tensor(np.random.default_rng(4).standard_normal((1, 3, 16, 16)).astype(np.float32))
+    with mg.no_grad():
+        pre = rep.forward(x, "conv1").numpy()
+        with rep.leaky(0.05):
+            leaky = rep.forward(x, "relu1").numpy()
+        plain = rep.forward(x, "relu1").numpy()
+    np.testing.assert_allclose(leaky, np.where(pre > 0, pre, 0.05 * pre), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(plain, np.maximum(pre, 0))
+    assert (pre < 0).any()
