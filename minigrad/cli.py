@@ -1,4 +1,4 @@
-"""The ``minigrad`` command: invert, sweep, demo, layers, gradcheck, weights.
+"""The ``minigrad`` command: invert, sweep, visualize, caricature, demo, layers, gradcheck, weights.
 
 Examples::
 
@@ -6,6 +6,8 @@ Examples::
     minigrad invert photo.jpg --net alexnet --layer conv3 --out out/
     minigrad invert photo.jpg --net hog --preset ijcv16 --out out-hog/
     minigrad sweep photo.jpg --net alexnet --layers conv1 pool2 relu4 pool5 --out sweep/
+    minigrad visualize --net alexnet --layer conv5 --channels 0:16 --out viz/
+    minigrad caricature photo.jpg --net alexnet --layers relu3 relu4 conv5 --out car/
     minigrad layers alexnet
 
 Every error is one line on stderr and a non-zero exit status (set MINIGRAD_DEBUG=1 for the
@@ -55,16 +57,19 @@ def cmd_invert(args):
     progress = Progress(len(schedule_for(resolve_options(rep, layer, args.preset, **opts),
                                          image.shape[:2])),
                         f"{rep.name}:{layer}", enabled=not args.quiet)
+    movie = _movie(args, rep, progress)
     inspector = None
     if args.inspect:  # records the iterates through the callback; draws after the run
         from .app.inspection import Inspector
         inspector = Inspector(os.path.join(out, "inspect"), rep, image, layer, args.preset, opts,
-                              then=progress)
-    result = invert(rep, image, layer, preset=args.preset, callback=inspector or progress,
+                              then=movie or progress)
+    result = invert(rep, image, layer, preset=args.preset,
+                    callback=inspector or movie or progress,
                     on_interrupt="return", **opts)
     progress.close()
     interrupted = result.status == "interrupted"
     write_invert_outputs(out, rep, layer, result, args.image, notes, interrupted)
+    _write_movie(movie, result, out, args)
     if inspector is not None:
         say(f"gradients: {inspector.write()}", args.quiet)
     m = result.metrics
@@ -84,6 +89,119 @@ def cmd_sweep(args):
     from .app.sweep import sweep_command
 
     return sweep_command(args, _overrides(args))
+
+
+def _movie(args, rep, progress):
+    """A FrameRecorder around the progress line with --frames N, else None (no cost)."""
+    if _frames(args) is None:
+        return None
+    from .app.movie import FrameRecorder
+
+    return FrameRecorder(rep, args.frames, inner=progress)
+
+
+def _frames(args):
+    """(N, PNG frames too) of --frames N, or None without it."""
+    if getattr(args, "frames", None) is None:
+        return None
+    if args.frames < 1:
+        raise CLIError(f"--frames must be >= 1, got {args.frames}")
+    return args.frames, args.frame_pngs
+
+
+def _write_movie(movie, result, out, args, name="evolution"):
+    if movie is not None:
+        movie.finish(result)
+        paths = movie.write(out, png_frames=args.frame_pngs, name=name)
+        say(f"wrote {', '.join(p for p in paths if not p.endswith('.png'))} "
+            f"({len(movie.frames)} frames)", args.quiet)
+
+
+def _channel_list(text, n):
+    """'a:b' or 'i,j,k' (or one index) -> a list of channel indices of a layer with n."""
+    try:
+        if ":" in text:
+            a, b = (int(v) if v.strip() else None for v in text.split(":", 1))
+            chans = list(range(n))[slice(a, b)]
+        else:
+            chans = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CLIError(f"--channels {text!r}: expected 'a:b' or 'i,j,k' with integers") from None
+    bad = [c for c in chans if not 0 <= c < n]
+    if not chans or bad:
+        raise CLIError(f"--channels {text!r}: the layer has channels 0..{n - 1}")
+    return chans
+
+
+def _visual_options(args):
+    o = {n: getattr(args, n) for n in ("seed", "jitter") if getattr(args, n) is not None}
+    if args.iters is not None:
+        o["iterations"] = args.iters
+    if args.lr is not None:
+        o["eta"] = args.lr
+    if args.leak:
+        o["leak"] = args.leak
+    return o
+
+
+def cmd_visualize(args):
+    from .app.progress import Progress
+    from .app.visual_outputs import write_visualize_outputs
+    from .app.visualization import visualize
+
+    out, rep = _prepare(args)
+    layer = check_layer(rep, args.layer)
+    if rep.kind != "cnn":
+        raise CLIError(f"visualize needs a CNN; {rep.name} is {rep.kind}")
+    chans = _channel_list(args.channels, rep.output_shape(layer)[0])
+    opts = _visual_options(args)
+    progress = Progress(opts.get("iterations", 300), f"{rep.name}:{layer}",
+                        enabled=not args.quiet)
+    movie = _movie(args, rep, progress)
+    result = visualize(rep, layer, chans, restarts=args.restarts or 1,
+                       callback=movie or progress, on_interrupt="return",
+                       log=lambda m: say(m, args.quiet), extras=not args.bundled_maxima,
+                       **opts)
+    progress.close()
+    write_visualize_outputs(out, rep, layer, result, restarts=args.restarts or 1)
+    _write_movie(movie, result, out, args)
+    if result.metrics.get("maxima_note"):
+        say(f"note: {result.metrics['maxima_note']}")
+    say(f"{rep.name} {layer}: {len(chans)} channels, {result.metrics['iterations']} iterations "
+        f"in {result.wall_time:.1f} s -> {os.path.join(out, 'grid.png')}", args.quiet)
+    return EXIT_INTERRUPTED if result.status == "interrupted" else 0
+
+
+def cmd_caricature(args):
+    from .app.progress import Progress
+    from .app.visual_outputs import write_caricature_layer, write_caricature_summary
+    from .inversion.visualize import caricature
+
+    out, rep = _prepare(args)
+    layers = [check_layer(rep, n) for n in args.layers]
+    image, notes = read_input(args.image, rep, args.resize)
+    opts = _visual_options(args)
+    rows, images, original, interrupted = [], [], None, False
+    for layer in layers:
+        progress = Progress(opts.get("iterations", 300), f"{rep.name}:{layer}",
+                            enabled=not args.quiet)
+        movie = _movie(args, rep, progress)
+        result = caricature(rep, image, layer, callback=movie or progress,
+                            on_interrupt="return", **opts)
+        progress.close()
+        original = result.original if original is None else original
+        rows.append(write_caricature_layer(out, rep, layer, result))
+        images.append(result.image)
+        _write_movie(movie, result, out, args, name=f"evolution_{layer}")
+        say(f"{rep.name} {layer}: <w, phi(x)> {result.metrics['enhancement']:.2f} "
+            f"(1 for the image), {result.wall_time:.1f} s", args.quiet)
+        if result.status == "interrupted":
+            interrupted = True
+            break
+    write_caricature_summary(out, rep, original, layers, images, rows, args.image, notes,
+                             interrupted)
+    say(f"wrote {os.path.join(out, 'caricatures.png')}", args.quiet)
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def cmd_demo(args):
@@ -154,6 +272,14 @@ def _add_common(p, layer=True):
     p.add_argument("--weights", help="a converted .npz of weights (default: the net's default)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_frames(p)
+
+
+def _add_frames(p):
+    p.add_argument("--frames", type=int, metavar="N", help="save the image every N iterations "
+                   "as a movie: evolution.gif (and .mp4 with imageio-ffmpeg)")
+    p.add_argument("--frame-pngs", action="store_true", help="with --frames: also the frames "
+                   "as PNGs")
 
 
 def build_parser():
@@ -164,6 +290,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"minigrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_inversion_commands(sub)
+    _add_visualisation_commands(sub)
     _add_other_commands(sub)
     from weights import cli as weights_cli
 
@@ -213,6 +340,48 @@ def _add_inversion_commands(sub):
     p.add_argument("--retry", type=int, default=0, metavar="N",
                    help="run failed tasks up to N more times")
     p.set_defaults(func=cmd_sweep)
+
+
+def _add_visualisation_options(p):
+    p.add_argument("--net", required=True, help="caffenet, caffe-alexnet, alexnet or vgg16")
+    p.add_argument("--iters", type=int, help="iterations (default 300, IJCV16's fast phase)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--jitter", type=int, help="jitter J (default max(round(stride/4), 1))")
+    p.add_argument("--leak", type=float, default=0.0,
+                   help="leaky-ReLU slope during the optimisation (IJCV16 option: 0.05)")
+    p.add_argument("--lr", type=float, help="base learning rate eta (default HW·0.05·B²/α)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--weights", help="a converted .npz of weights (default: the net's default)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_frames(p)
+
+
+def _add_visualisation_commands(sub):
+    p = sub.add_parser("visualize", help="activation maximisation: the image each channel likes",
+                       description="IJCV16 activation maximisation of --channels of --layer; "
+                       "writes grid.png, channels/*.png, loss.png, history.csv, metrics.json.",
+                       epilog="example: minigrad visualize --net alexnet --layer conv5 "
+                       "--channels 0:16 --out viz/")
+    _add_visualisation_options(p)
+    p.add_argument("--layer", required=True, help="layer name (see `minigrad layers NET`)")
+    p.add_argument("--channels", default="0:16", help="a:b or i,j,k (default 0:16)")
+    p.add_argument("--restarts", type=int, help="images per channel, one batch")
+    p.add_argument("--bundled-maxima", action="store_true", help="natural-image maxima over "
+                   "the 4 bundled photographs only (no download of the scikit-image ones)")
+    p.set_defaults(func=cmd_visualize)
+
+    p = sub.add_parser("caricature", help="caricatures: enhance what a layer sees in an image",
+                       description="IJCV16 caricaturisation of IMAGE at each of --layers; "
+                       "writes <layer>.png, caricatures.png, loss_<layer>.png, "
+                       "history_<layer>.csv, metrics.json.",
+                       epilog="example: minigrad caricature photo.jpg --net alexnet --layers "
+                       "relu3 relu4 conv5 --out car/")
+    p.add_argument("image", help="input image (PNG, JPEG, ...)")
+    _add_visualisation_options(p)
+    p.add_argument("--layers", nargs="+", required=True, help="layers to caricature")
+    p.add_argument("--resize", type=int, metavar="N", help="resize the longer side to N first")
+    p.set_defaults(func=cmd_caricature)
 
 
 def _add_other_commands(sub):

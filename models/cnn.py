@@ -9,6 +9,7 @@ Conventions: NCHW input, OIHW conv weights, fc weights (out, in) taking the NCHW
 ``c*H*W + h*W + w`` (PyTorch's and Caffe's), float32 constants (no gradient) on the model's
 device. Dropout is the identity (evaluation mode), so it does not appear at all.
 """
+import contextlib
 import math
 import os
 from collections.abc import Mapping
@@ -227,6 +228,7 @@ class CNN(Representation):
     """
 
     kind = "cnn"
+    leak = 0.0  # the slope of every ReLU below zero while ``leaky`` is active
 
     def __init__(self, name, layers, input_size, normalization, weights="default",
                  default_weights=None, full_weights_hint="", seed=0, device="cpu",
@@ -370,10 +372,23 @@ class CNN(Representation):
             raise ValueError(f"{self.name} expects an input of shape (N, 3, H, W), got {x.shape}")
         out = {}
         for m in self.modules(self.layers[last]):
-            x = m(x, self.params)
+            if self.leak and type(m) is ReLU:  # max(x, 0) + leak·min(x, 0), from F's ops
+                x = F.relu(x) * (1.0 - self.leak) + x * self.leak
+            else:
+                x = m(x, self.params)
             if m.name in wanted:
                 out[m.name] = x
         return out
+
+    @contextlib.contextmanager
+    def leaky(self, slope):
+        """Within the block every ReLU is leaky: y = x for x > 0, slope·x below (IJCV16's
+        option for activation maximisation, slope 0.05)."""
+        previous, self.leak = self.leak, float(slope)
+        try:
+            yield self
+        finally:
+            self.leak = previous
 
     def output_shape(self, layer, hw=None):
         """(C, H, W) for conv layers, (features,) for fc layers, for one image of size

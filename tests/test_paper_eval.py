@@ -57,6 +57,15 @@ def test_cnn_curves_cover_every_configuration(tiny):
         for values in res["curves"].values():
             assert len(values) == len(res["layers"]) >= 2
             assert all(math.isfinite(v) and 0 <= v <= 10 for v in values)
+        assert all(0 <= d["naturalness"] <= 1 for d in res["details"])
+
+
+def test_per_layer_tables_show_naturalness(tiny):
+    out, results = tiny
+    report = (out / "REPORT.md").read_text(encoding="utf-8")
+    d = results["alexnet"]["details"][0]
+    assert "relative error / naturalness" in report
+    assert f"{d['relative_error']:.3f} / {d['naturalness']:.2f}" in report
 
 
 def test_figures_are_small_pngs_linked_from_the_report(tiny):

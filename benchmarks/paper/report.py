@@ -163,6 +163,7 @@ def render(res):
     add(f"![halves]({f['halves']['file']})\n")
 
     add(estimate_section(res))
+    add(_gallery())
     add("## Reductions against the papers\n")
     add(_reductions(res))
     add("\n## Configuration\n")
@@ -171,6 +172,27 @@ def render(res):
         add(f"{k} = {val}")
     add("```")
     return "\n".join(L) + "\n"
+
+
+def _gallery():
+    """IJCV16's other two natural pre-images: made by benchmarks/visualizations.py (their
+    settings and timings are in docs/gallery/visualizations.json), linked here."""
+    g = "../../docs/gallery"
+    return "\n".join([
+        "## Activation maximisation and caricatures (IJCV16)\n",
+        "IJCV16's other two natural pre-images, on the same loop and prior (`ijcv16`, only the "
+        "fast phase), made by `python -m benchmarks.visualizations` (commands, iterations, "
+        "seconds and activations per part: `docs/gallery/visualizations.json`). Activation "
+        "maximisation weights each channel by 1/max_activation over 8 freely licensed "
+        "photographs (the authors: ImageNet images), so the labels (activation / that "
+        "maximum) are not comparable with the paper's.\n",
+        f"![AlexNet conv3]({g}/maximise_alexnet_conv3.png)\n",
+        f"![AlexNet conv5]({g}/maximise_alexnet_conv5.png)\n",
+        f"![VGG-16 conv3_3]({g}/maximise_vgg16_conv3_3.png)\n",
+        f"![caricatures]({g}/caricatures_alexnet.png)\n",
+        f"The optimisation of one caricature as a movie (`--frames 10`): "
+        f"[evolution GIF]({g}/evolution_caricature_astronaut_relu4.gif).\n",
+    ])
 
 
 def _retried(details, config):
@@ -192,8 +214,15 @@ def _retries(res):
     return "\n".join(lines)
 
 
+def _naturalness(d, config):
+    """' / 0.83': IJCV16's naturalness of the run (runs recorded before it existed: '')."""
+    v = next((x.get("naturalness") for x in d if x["config"] == config), None)
+    return "" if v is None else f" / {v:.2f}"
+
+
 def _curve_table(r):
     configs = list(r["curves"])
+    nat = any(x.get("naturalness") is not None for x in r["details"])
     rows = []
     for i, layer in enumerate(r["layers"]):
         d = [x for x in r["details"] if x["layer"] == layer]
@@ -202,8 +231,11 @@ def _curve_table(r):
         rows.append([layer, f"{lam:g}" if lam is not None else "—",
                      str(jit) if jit is not None else "—"]
                     + [f"{r['curves'][c][i]:.3f}" + ("†" if _retried(d, c) else "")
-                       for c in configs])
-    return _table(["layer", "λTV (cvpr15)", "J (ijcv16)"] + configs, rows)
+                       + _naturalness(d, c) for c in configs])
+    note = ("\n\nEach cell: relative error / naturalness (IJCV16: the intersection of the "
+            "18-bin gradient-orientation histograms of the original and the reconstruction, "
+            "1 = the original's statistics).") if nat else ""
+    return _table(["layer", "λTV (cvpr15)", "J (ijcv16)"] + configs, rows) + note
 
 
 def _table1_discussion(res):

@@ -233,7 +233,9 @@ def cnn_curves(cfg, net, rep, images, layers, iters_cvpr, iters_ijcv, run):
                 if k == 0:
                     strip[label].append(r.image)
                 details.append({"image": name, "layer": layer, "config": label,
-                                "relative_error": e, "status": r.status,
+                                "relative_error": e,
+                                "naturalness": r.metrics.get("naturalness"),
+                                "status": r.status,
                                 "seconds": r.wall_time, "retried": hasattr(r, "retry_of"),
                                 "consistent": classification_consistency(rep, r.x, x0),
                                 "lambda_tv": r.options.get("lambda_tv"),

@@ -55,6 +55,7 @@ class Task:
     resize: Optional[int] = None
     device: str = "cpu"
     save_x: bool = False  # also return x.npy (the reconstruction in input space)
+    frames: Optional[tuple] = None  # (every N iterations, PNG frames too): evolution.gif
     name: str = ""  # the folder under tasks/, unique in a run
 
     def spec(self):
@@ -229,15 +230,23 @@ def _invert_task(task, worker, progress):
         sched = schedule_for(resolve_options(rep, task.layer, task.preset, **opts),
                              image.shape[:2])
         callback = Progress(len(sched), f"{task.name}")
+    movie, progress_line = None, callback
+    if task.frames:  # the movie does not change the result, so it is not in spec()
+        from .movie import FrameRecorder
+
+        movie = callback = FrameRecorder(rep, task.frames[0], inner=callback)
     cpu0 = time.process_time()
     result = invert(rep, image, task.layer, preset=task.preset, callback=callback, **opts)
-    if callback is not None:
-        callback.close()
+    if progress_line is not None:
+        progress_line.close()
     extra = {"task": task.spec(), "task_key": task.key, "task_name": task.name,
              "worker": worker, "cpu_s": time.process_time() - cpu0,
              "blas_threads": blas_threads_now()}
     with tempfile.TemporaryDirectory(prefix="minigrad-task-") as tmp:
         write_invert_outputs(tmp, rep, task.layer, result, task.image, notes, extra=extra)
+        if movie is not None:
+            movie.finish(result)
+            movie.write(tmp, png_frames=task.frames[1], name="evolution")
         if task.save_x:
             np.save(os.path.join(tmp, "x.npy"), np.ascontiguousarray(result.x))
         files = {}

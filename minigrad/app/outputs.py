@@ -201,17 +201,23 @@ SWEEP_COLUMNS = ["layer", "relative_error", "psnr", "iterations", "time_s", "cpu
                  "lambda_tv", "jitter"]
 
 
-def _invert_layer(rep, image, layer, preset, overrides, quiet):
-    """One layer of a sweep, with its progress line: (result, row)."""
+def _invert_layer(rep, image, layer, preset, overrides, quiet, frames=None, out=None):
+    """One layer of a sweep, with its progress line (and its movie with ``frames`` = (N,
+    pngs)): (result, row)."""
     from ..inversion import invert, resolve_options, schedule_for
+    from .movie import FrameRecorder
 
     resolved = resolve_options(rep, layer, preset, **overrides)
     progress = Progress(len(schedule_for(resolved, image.shape[:2])), f"{rep.name}:{layer}",
                         enabled=not quiet)
+    movie = FrameRecorder(rep, frames[0], inner=progress) if frames else None
     cpu0 = time.process_time()
-    result = invert(rep, image, layer, preset=preset, callback=progress,
+    result = invert(rep, image, layer, preset=preset, callback=movie or progress,
                     on_interrupt="return", **overrides)
     progress.close()
+    if movie is not None:
+        movie.finish(result)
+        movie.write(os.path.join(out, "layers"), png_frames=frames[1], name=f"{layer}-evolution")
     m = result.metrics
     row = {"layer": layer, "relative_error": m["relative_error"], "psnr": m.get("psnr"),
            "iterations": m["iterations"], "time_s": result.wall_time,
@@ -221,8 +227,9 @@ def _invert_layer(rep, image, layer, preset, overrides, quiet):
 
 
 def run_sweep(rep, image, layers, out, preset="cvpr15", overrides=None, quiet=False,
-              image_path=None, notes=(), title=None):
-    """Invert ``image`` at each layer; write per-layer PNGs, sweep.png, sweep.csv, metrics.json.
+              image_path=None, notes=(), title=None, frames=None):
+    """Invert ``image`` at each layer; write per-layer PNGs, sweep.png, sweep.csv, metrics.json
+    (and layers/<layer>-evolution.gif with ``frames`` = (every N iterations, PNG frames too)).
 
     Returns (rows, interrupted).
     """
@@ -231,7 +238,8 @@ def run_sweep(rep, image, layers, out, preset="cvpr15", overrides=None, quiet=Fa
     rows, tiles, labels, original, interrupted = [], [], [], None, False
     os.makedirs(os.path.join(out, "layers"), exist_ok=True)
     for layer in layers:
-        result, row = _invert_layer(rep, image, layer, preset, overrides or {}, quiet)
+        result, row = _invert_layer(rep, image, layer, preset, overrides or {}, quiet, frames,
+                                    out)
         original = result.original if original is None else original
         rec = result.image if not isinstance(result.image, list) else result.image[0]
         im.save_png(os.path.join(out, "layers", f"{layer}.png"), rec)

@@ -4,11 +4,21 @@ One image and one option set also give the single-image files of before: sweep.p
 labelled strip), layers/<layer>.png, sweep.csv and a metrics.json listing the layers.
 """
 import os
+import shutil
 import sys
 
 from . import CLIError
 from .batch import InProcess, expand_images, keep_representation, make_tasks, option_sets, run_batch
 from .outputs import SWEEP_COLUMNS, check_layer, load_rep, out_dir, say, versions
+
+
+def frames(args):
+    """(N, PNG frames too) of --frames N, or None."""
+    if getattr(args, "frames", None) is None:
+        return None
+    if args.frames < 1:
+        raise CLIError(f"--frames must be >= 1, got {args.frames}")
+    return args.frames, bool(args.frame_pngs)
 
 
 def default_layers(rep):
@@ -60,7 +70,7 @@ def sweep_command(args, overrides):
     check_option_sets(rep, layers, sets)
     weights = os.path.abspath(args.weights) if args.weights else "default"
     tasks = make_tasks(images, layers, sets, net=args.net, weights=weights,
-                       resize=args.resize, device=args.device)
+                       resize=args.resize, device=args.device, frames=frames(args))
     keep_representation(tasks[0], rep)  # the in-process run uses the network loaded here
     executor = make_executor(args.workers, args.scheduler, args.blas_threads, args.quiet)
     try:
@@ -107,8 +117,12 @@ def write_single_image(out, tasks, rows, rep, option_set, interrupted):
     if original is not None:
         tiles, labels = [original], ["original"]
     for t, r in done:
-        rec, _ = im.read_image(os.path.join(out, "tasks", t.name, "reconstruction.png"))
+        task_dir = os.path.join(out, "tasks", t.name)
+        rec, _ = im.read_image(os.path.join(task_dir, "reconstruction.png"))
         im.save_png(os.path.join(out, "layers", f"{t.layer}.png"), rec)
+        if os.path.exists(os.path.join(task_dir, "evolution.gif")):  # --frames N
+            shutil.copyfile(os.path.join(task_dir, "evolution.gif"),
+                            os.path.join(out, "layers", f"{t.layer}-evolution.gif"))
         tiles.append(rec)
         labels.append(f"{t.layer} {r['relative_error']:.2f}")
     title = (f"{rep.name}, preset {preset}: reconstruction per layer (label: relative error)"

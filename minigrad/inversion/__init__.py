@@ -4,7 +4,8 @@
 
 The exact specification is ``docs/paper-spec.md`` §1–§3; this package implements it as follows
 (``presets.py``: the two formulations; ``loop.py``: setup → optimise → summarise;
-``regularizers.py``, ``optim.py``, ``metrics.py``: the priors, the update rules, the errors).
+``objectives.py``: the data terms; ``regularizers.py``, ``optim.py``, ``metrics.py``: the
+priors, the update rules, the errors; ``visualize.py``: activation maximisation, caricatures).
 
 **The variable.** x is always held in *pixel units*: mean-subtracted colour (or grey) values in
 the 0–255 range, whatever the network's own input space. The network receives ``s_c · x``, where
@@ -63,6 +64,14 @@ when the relative energy change stays below ``tol``; off in the presets), ``sync
 (host syncs — logging, NaN checks, callback, early stop — happen only every N steps: default 1
 on the CPU, where they cost nothing, 10 on CUDA), ``device``, ``on_interrupt`` ("raise" or
 "return": Ctrl-C returns the current result marked ``status="interrupted"``).
+
+``objective`` selects the data term (``objectives.py``): "l2" (the default, the inversion
+above), "inner" (−C·⟨w, Φ(x)⟩ with the target taken as the weights w: activation maximisation)
+or "enhance" (−C·⟨Φ0₊/‖Φ0₊‖², Φ(x)⟩: caricatures); ``visualize.py`` runs the last two with the
+authors' settings (``maximise``, ``caricature``; ``minigrad.visualize`` adds the natural-image
+maxima). With "l2", ``metrics`` also holds ``naturalness`` (IJCV16: the intersection of the
+gradient-orientation histograms of the original and the reconstruction) when the original is
+known.
 
 Non-finite energy stops the run: ``status="non-finite"``, a message saying where, and ``x`` is
 the last iterate whose energy was finite. On the CPU the same seed gives bit-identical output.

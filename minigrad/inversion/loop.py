@@ -13,8 +13,9 @@ import time
 
 from .. import backend
 from ..backend import np
-from ..tensor import Function, Tensor, no_grad
+from ..tensor import Tensor, no_grad
 from . import metrics as M
+from .objectives import FeatureLoss, get_objective  # noqa: F401 - FeatureLoss: its old home
 from .optim import project_pixel_norm
 from .presets import InversionError, get_preset, initial_canvas, resolve_options
 from .regularizers import alpha_norm, total_variation
@@ -47,21 +48,6 @@ class InversionResult:
     message: str = ""
     original: object = None
     code_shape: tuple = ()
-
-
-class FeatureLoss(Function):
-    """Per-image scale·‖M(φ − φ0)‖² (N,), fused: one pass forward, one backward."""
-
-    def forward(self, phi, phi0, mask, scale):
-        r = phi - phi0
-        if mask is not None:
-            r *= mask
-        self.r, self.scale = r, scale
-        return (r * r).reshape(r.shape[0], -1).sum(axis=1) * scale  # (N,)
-
-    def backward(self, gy):
-        g = gy.reshape((-1,) + (1,) * (self.r.ndim - 1)) * (2 * self.scale)  # (N,) -> (N,1,..)
-        return g * self.r, None, None
 
 
 # --- masks -----------------------------------------------------------------------------------
@@ -150,6 +136,7 @@ class Problem:
     weights: object  # presets.TermWeights
     sync_every: int
     original: object
+    objective: object = None  # objectives.FeatureDistance, InnerObjective, EnhanceObjective
 
     @property
     def centre(self):
@@ -169,17 +156,25 @@ def _target_code(rep, target, layer, opts, device, xp):
             return phi0, tuple(x0.shape[-2:]), rep.deprocess(x0)
         phi0 = xp.asarray(backend.to_device(getattr(target, "data", target), device),
                           dtype=xp.float32)
-    if rep.input_size is not None:
-        hw = tuple(rep.input_size)
-    elif opts["size"] is not None:
+    if opts["size"] is not None:
         hw = tuple(opts["size"])
+    elif rep.input_size is not None:
+        hw = tuple(rep.input_size)
     else:
         raise InversionError(
             f"{rep.name} accepts any input size: pass size=(H, W) with a precomputed code"
         )
-    if phi0.ndim >= 1 and (phi0.ndim == 1 or phi0.shape[0] != 1):
+    if _lacks_batch_axis(rep, layer, hw, phi0):
         phi0 = phi0[None]
     return phi0, hw, opts["original"]
+
+
+def _lacks_batch_axis(rep, layer, hw, phi0):
+    """True for a code without the batch axis (else its batch is 1 or one per restart)."""
+    try:
+        return phi0.ndim == len(rep.output_shape(layer, hw))
+    except (NotImplementedError, ValueError):  # a representation without output_shape
+        return phi0.ndim >= 1 and (phi0.ndim == 1 or phi0.shape[0] != 1)
 
 
 def _is_image(target):
@@ -199,24 +194,23 @@ def _setup(rep, target, layer, preset, overrides):
     if rep.device != device:
         rep.to(device)
     xp = backend.xp_for(device)
+    objective = get_objective(opts["objective"])
     phi0, hw, original = _target_code(rep, target, layer, opts, device, xp)
+    phi0 = objective.target(phi0, layer)
     mask_host = build_mask(phi0.shape, opts["window"], opts["channels"], opts["mask"])
     mask = None if mask_host is None else xp.asarray(mask_host)
-    phi0_norm2 = float((phi0 * phi0 if mask is None else (phi0 * mask) ** 2).sum())
-    if not phi0_norm2 > 0 or not math.isfinite(phi0_norm2):
-        raise InversionError(f"the target code at {layer} is zero or not finite "
-                             f"(‖Φ0‖² = {phi0_norm2}); nothing to invert")
+    loss_scale = objective.loss_scale(phi0, mask, opts, layer)
     opts = resolve_options(rep, layer, preset, hw=hw, **overrides)
     p = get_preset(preset)
     scale_host = input_scale(rep)
     return Problem(
         rep=rep, layer=layer, opts=opts, xp=xp, phi0=phi0, mask=mask, mask_host=mask_host,
-        loss_scale=opts["loss_weight"] / phi0_norm2, hw=hw, jitter=opts["jitter"],
+        loss_scale=loss_scale, hw=hw, jitter=opts["jitter"],
         scale=xp.asarray(scale_host.astype(np.float32)), scale_host=scale_host,
         unit_scale=bool(np.all(scale_host == 1)), schedule=p.schedule(opts, hw),
         weights=p.term_weights(opts),
         sync_every=opts["sync_every"] or (1 if device == "cpu" else 10),
-        original=None if original is None else np.asarray(original),
+        original=None if original is None else np.asarray(original), objective=objective,
     )
 
 
@@ -265,7 +259,7 @@ def _energy(pb, xt, oy, ox):
     crop = xt if (oy, ox, J) == (0, 0, 1) else xt[:, :, oy:oy + H, ox:ox + W]
     inp = crop if pb.unit_scale else crop * pb.scale
     phi = pb.rep.forward(inp, pb.layer)
-    loss = FeatureLoss.apply(phi, pb.phi0, pb.mask, scale=pb.loss_scale)  # (R,)
+    loss = pb.objective.data_term(phi, pb)  # (R,)
     w, o = pb.weights, pb.opts
     ra = alpha_norm(xt, o["alpha"], w.per_pixel, w.normalize, reduction="none") * w.alpha
     tv = total_variation(xt, o["beta"], w.normalize, reduction="none") * w.tv
@@ -368,15 +362,15 @@ def _summarise(pb, run, history, t_start):
     images = [pb.rep.deprocess(x_host[i:i + 1]) for i in range(R)]
     with no_grad():
         phi = pb.rep.forward(Tensor(x_in), pb.layer).data
-    rel = M.relative_error(phi, pb.phi0, mask=pb.mask_host, per_image=True)
     h = history.lists
-    met = {"relative_error": float(rel.mean()), "relative_error_per_restart": rel.tolist(),
+    met = {**pb.objective.metrics(phi, pb),
            "iterations": len(h["energy"]), "layer": pb.layer, "representation": pb.rep.name}
     if h["energy"]:
         met.update({f"final_{t}": h[t][-1] for t in TERMS})
     if pb.original is not None and pb.original.shape == images[0].shape:
         met["rmse"] = float(np.mean([M.rmse(im, pb.original) for im in images]))
         met["psnr"] = float(np.mean([M.psnr(im, pb.original) for im in images]))
+        met["naturalness"] = float(np.mean([M.naturalness(im, pb.original) for im in images]))
     return InversionResult(
         image=images[0] if R == 1 else images, x=x_host, history=h, metrics=met,
         options=options_record(pb.opts, pb.schedule), status=run.status, message=run.message,
