@@ -93,8 +93,11 @@ def _check_shape(shape):
     if not isinstance(shape, tuple) or len(shape) > _MAX_DIMS:
         raise WeightsError(f"pickle holds an invalid array shape {shape!r}")
     for s in shape:
-        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_ELEMENTS:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 0:
             raise WeightsError(f"pickle holds an invalid array shape {shape!r}")
+        if s > MAX_ELEMENTS:
+            raise WeightsError(f"pickle declares an array of shape {shape}, above the limit of "
+                               f"{MAX_ELEMENTS:,} elements; refused before allocating")
     return shape
 
 

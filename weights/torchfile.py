@@ -26,8 +26,13 @@ import numpy as np
 
 from . import safe_pickle
 from .errors import WeightsError
-from .limits import (MAX_PICKLE_BYTES, MAX_STORAGE_BYTES, ElementBudget, check_file_size,
-                     read_zip_member)
+from .limits import (
+    MAX_PICKLE_BYTES,
+    MAX_STORAGE_BYTES,
+    ElementBudget,
+    check_file_size,
+    read_zip_member,
+)
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
