@@ -146,8 +146,9 @@ def _member_header(f, key, expected, path):
             shape, fortran, dtype = npformat.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-        raise WeightsError(f"{path}: member {key} has a bad .npy header: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises many types
+        raise WeightsError(f"{path}: member {key} has a bad .npy header: "
+                           f"{type(exc).__name__}: {exc}") from None
     if dtype.hasobject:
         raise WeightsError(f"{path}: member {key} holds pickled objects, which a minigrad "
                            "weights file never does; convert the source with `minigrad "
@@ -243,7 +244,8 @@ def load_npz(path, expected_shapes=None, optional=()):
         meta = json.loads(str(arrays.pop(META_KEY)[()]))
     except WeightsError:
         raise
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError, zlib.error) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError, zlib.error,
+            NotImplementedError, RuntimeError) as exc:  # RuntimeError: an encrypted member
         raise WeightsError(f"cannot read {path} (truncated or corrupt file?): {exc}; rebuild "
                            f"it with {rebuild_command(path)}") from None
     mean_image = arrays.pop(MEAN_IMAGE_KEY, None)

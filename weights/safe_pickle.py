@@ -80,13 +80,51 @@ class Marker(_Frozen):
 
 
 # ---------------------------------------------------------------------------- numpy
+class DtypeStandIn(_Frozen):
+    """What ``numpy.dtype(...)`` gives a pickle: BUILD's state is checked here, never passed
+    to NumPy's own ``dtype.__setstate__``, which trusts it (a malformed state crashes the
+    process: found by tests/test_weights_fuzz.py). Only plain, unstructured dtypes."""
+
+    __slots__ = ("dtype", "built")
+
+    def __init__(self, dtype):
+        self._init(dtype=dtype, built=False)
+
+    def __setstate__(self, state):
+        if self.built or not isinstance(state, tuple) or len(state) not in (8, 9):
+            raise WeightsError("pickle holds a malformed dtype state")
+        _version, order, subdescr, names, fields, elsize, alignment, _flags = state[:8]
+        if order not in ("<", ">", "|", "=") or (subdescr, names, fields) != (None,) * 3 or \
+                not all(isinstance(v, int) for v in (elsize, alignment)):
+            raise WeightsError("pickle holds a structured or malformed dtype; only plain "
+                               "numeric dtypes are read")
+        if elsize not in (-1, self.dtype.itemsize):
+            raise WeightsError(f"pickle holds a dtype {self.dtype} of {elsize} bytes")
+        dtype = self.dtype if order in ("|", "=") or self.dtype.itemsize == 1 \
+            else self.dtype.newbyteorder(order)
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "built", True)
+
+    def __repr__(self):
+        return f"dtype({self.dtype})"
+
+
 def _safe_dtype(spec, align=False, copy=False):
-    # copy=True: BUILD then calls __setstate__ (byte order, ...) on this dtype, which must be
-    # a fresh object, never numpy's shared builtin instance
+    if not isinstance(spec, str) or len(spec) > 16:
+        raise WeightsError(f"pickle holds an invalid dtype {spec!r}")
     try:
-        return np.dtype(spec, align=bool(align), copy=True)
+        dtype = np.dtype(spec)
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"pickle holds an invalid dtype {spec!r}: {exc}") from None
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise WeightsError(f"pickle holds a structured dtype {spec!r}")
+    return DtypeStandIn(dtype)
+
+
+def _as_dtype(dtype, what):
+    if not isinstance(dtype, DtypeStandIn):
+        raise WeightsError(f"pickle holds a malformed {what} dtype")
+    return dtype.dtype
 
 
 def _check_shape(shape):
@@ -124,8 +162,7 @@ class ArrayPlaceholder:
             raise WeightsError("pickle holds a malformed ndarray state")
         shape, dtype, fortran, raw = state[-4:]
         shape = _check_shape(tuple(shape) if isinstance(shape, (tuple, list)) else shape)
-        if not isinstance(dtype, np.dtype):
-            raise WeightsError("pickle holds a malformed ndarray dtype")
+        dtype = _as_dtype(dtype, "ndarray")
         count = self.budget.charge(element_count(shape), "pickle")
         order = "F" if fortran else "C"
         if dtype.hasobject:
@@ -155,12 +192,17 @@ def _numpy_functions(budget, ndarray):
         return ArrayPlaceholder(budget)
 
     def scalar(dtype, raw=None):
-        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        dtype = _as_dtype(dtype, "scalar")
+        if dtype.hasobject:
             raise WeightsError("pickle holds a numpy scalar of an unsupported dtype")
-        return np.frombuffer(_as_bytes(raw), dtype=dtype, count=1)[0]
+        data = _as_bytes(raw)
+        if len(data) != dtype.itemsize:
+            raise WeightsError(f"pickle holds a {dtype} scalar of {len(data)} bytes")
+        return np.frombuffer(data, dtype=dtype, count=1)[0]
 
     def frombuffer(buf, dtype, shape, order):
-        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        dtype = _as_dtype(dtype, "buffer array")
+        if dtype.hasobject:
             raise WeightsError("pickle holds a buffer array of an unsupported dtype")
         shape = _check_shape(tuple(shape))
         count = budget.charge(element_count(shape), "pickle")
@@ -168,6 +210,8 @@ def _numpy_functions(budget, ndarray):
         if len(data) != count * dtype.itemsize:
             raise WeightsError(f"pickle holds a buffer array of shape {shape} with "
                                f"{len(data)} bytes, expected {count * dtype.itemsize}")
+        if order not in ("C", "F"):
+            raise WeightsError(f"pickle holds a buffer array of order {order!r}")
         return np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy()
 
     return reconstruct, scalar, frombuffer

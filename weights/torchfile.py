@@ -111,7 +111,8 @@ def _zip_storages(zf, prefix, path):
             info = declared[key]
             try:
                 cache[key] = read_zip_member(zf, info, info.file_size, path)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
+                RuntimeError) as exc:
                 raise WeightsError(f"{path}: cannot read {info.filename} (truncated?): "
                                    f"{exc}") from None
         return cache[key]
@@ -122,7 +123,8 @@ def _zip_storages(zf, prefix, path):
 def _read_small_member(zf, name, cap, path):
     try:
         return read_zip_member(zf, zf.getinfo(name), cap, path)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
+                RuntimeError) as exc:
         raise WeightsError(f"{path}: cannot read {name} (truncated?): {exc}") from None
 
 
