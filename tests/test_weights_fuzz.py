@@ -14,8 +14,13 @@ import zipfile
 import numpy as np
 import pytest
 import scipy.io
-from test_weights import (lpips_checkpoint, tiny_alexnet_params, tiny_caffemodel,
-                          tiny_matconvnet, torch_state_pickle)
+from test_weights import (
+    lpips_checkpoint,
+    tiny_alexnet_params,
+    tiny_caffemodel,
+    tiny_matconvnet,
+    torch_state_pickle,
+)
 
 import weights
 from weights import safe_pickle, torchfile
@@ -100,7 +105,7 @@ def pickle_spots(data):
     stream that may be followed by other bytes (only the first pickle is scanned)."""
     ops, ints, globals_ = [], [], []
     try:
-        for op, arg, pos in pickletools.genops(data):
+        for op, _arg, pos in pickletools.genops(data):
             ops.append(pos)
             if op.name == "BININT":
                 ints.append(pos + 1)
