@@ -2,6 +2,7 @@
 state shared between loads, cached files verified against the sha256 recorded when written."""
 import io
 import pickle
+import re
 import struct
 import tracemalloc
 import zipfile
@@ -125,15 +126,21 @@ def test_zip_member_larger_than_its_storage_is_refused_before_inflating(tmp_path
 
 
 def test_read_zip_member_streams_with_a_cap():
+    data = np.random.default_rng(0).bytes(10 * MB)  # incompressible, like float weights
     raw = io.BytesIO()
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("m", bytes(10 * MB))
+        z.writestr("m", data)
+        z.writestr("zeros", bytes(10 * MB))
     with zipfile.ZipFile(raw) as z:
         info = z.getinfo("m")
-        assert limits.read_zip_member(z, info, 10 * MB, "f") == bytes(10 * MB)
+        assert limits.read_zip_member(z, info, 10 * MB, "f") == data
         with pytest.raises(WeightsError, match="declares 10,485,760 bytes uncompressed, above "
                            "the limit of 1,048,576; refused before inflating"):
             limits.read_zip_member(z, info, MB, "f")
+        err, peak = peak_of(lambda: limits.read_zip_member(z, z.getinfo("zeros"), 20 * MB, "f"))
+        assert re.search(r"inflates [\d,]+ bytes to 10,485,760, a ratio above 100:1; refused "
+                         r"before inflating \(zip bomb\?\)$", str(err))
+        assert peak < MB
 
 
 # ------------------------------------------------------------ item 4: .npz header bombs

@@ -59,26 +59,36 @@ def check_file_size(path, limit=MAX_BYTES):
     return size
 
 
+MAX_RATIO = 100  # weights barely compress (float noise): more than 100:1 is a bomb
+RATIO_FREE = 1 << 20  # small members (metadata, byte order) may compress better
+
+
 def read_zip_member(zf, info, cap, where):
     """The bytes of zip member ``info``, refusing a declared or actual size above ``cap``.
 
-    The declared uncompressed size is checked first (a zip bomb is refused without
-    inflating anything), then the member is streamed in chunks and reading stops as soon as
-    more than ``cap`` bytes come out, whatever the header said.
+    The declared uncompressed size and the compression ratio are checked first (a zip bomb
+    is refused without inflating anything), then the member is streamed into a buffer of
+    the declared size and reading stops as soon as more comes out, whatever the header said.
     """
     if info.file_size > cap:
         raise WeightsError(
             f"{where}: zip member {info.filename} declares {info.file_size:,} bytes "
             f"uncompressed, above the limit of {cap:,}; refused before inflating (zip bomb?)")
-    chunks, total = [], 0
+    if info.file_size > RATIO_FREE and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise WeightsError(
+            f"{where}: zip member {info.filename} inflates {info.compress_size:,} bytes to "
+            f"{info.file_size:,}, a ratio above {MAX_RATIO}:1; refused before inflating "
+            "(zip bomb?)")
+    buf = bytearray(info.file_size)
+    view, done = memoryview(buf), 0
     with zf.open(info) as f:
-        while True:
-            block = f.read(min(CHUNK, cap + 1 - total))
-            if not block:
-                break
-            total += len(block)
-            if total > cap:
-                raise WeightsError(f"{where}: zip member {info.filename} inflates beyond "
-                                   f"{cap:,} bytes; refused (zip bomb?)")
-            chunks.append(block)
-    return b"".join(chunks)
+        while done < len(buf):
+            n = f.readinto(view[done:done + CHUNK])
+            if not n:
+                raise WeightsError(f"{where}: zip member {info.filename} ends after {done:,} "
+                                   f"of {len(buf):,} bytes (truncated file?)")
+            done += n
+        if f.read(1):
+            raise WeightsError(f"{where}: zip member {info.filename} inflates beyond "
+                               f"{info.file_size:,} bytes; refused (zip bomb?)")
+    return bytes(buf) if len(buf) <= RATIO_FREE else buf
