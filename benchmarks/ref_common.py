@@ -26,8 +26,13 @@ from minigrad.inversion import (
     resolve_options,
     schedule_for,
 )
-from minigrad.inversion.loop import _is_image
+from minigrad.inversion.image_input import as_image
 from minigrad.inversion.presets import get_preset
+
+
+def _is_image(target):
+    """A uint8 array is an image (as ``invert(rep, image)``); anything else a code."""
+    return isinstance(target, np.ndarray) and target.dtype == np.uint8
 
 
 @dataclasses.dataclass
@@ -58,7 +63,7 @@ class Problem:
         layer = rep.layers[-1] if layer is None else layer
         x0 = code = None
         if _is_image(target):
-            x0 = backend.asnumpy(rep.preprocess(target).data).astype(np.float32)
+            x0 = backend.asnumpy(rep.preprocess(as_image(target)).data).astype(np.float32)
             hw = tuple(x0.shape[-2:])
         else:
             code = np.asarray(backend.asnumpy(getattr(target, "data", target)), np.float32)

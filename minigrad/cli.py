@@ -11,15 +11,19 @@ Examples::
     minigrad layers alexnet
 
 Every error is one line on stderr and a non-zero exit status (set MINIGRAD_DEBUG=1 for the
-traceback). Ctrl-C during an inversion writes the current image and metrics, marked
-``"interrupted": true``, and exits with status 130. Output files are written atomically.
+traceback). Ctrl-C or SIGTERM during an inversion writes the current image and metrics, marked
+``"interrupted": true``, and exits with status 130 (SIGINT) or 143 (SIGTERM); further signals
+wait until those files are written. Output files are written atomically, with the modes the
+umask gives; the output directory is created only when there is something to write.
 """
 import argparse
 import os
 import sys
 
 from . import __version__
-from .app import CLIError
+from .app import CLIError, signals
+from .app.argtypes import int_at_least, positive_float
+from .app.outdir import check_out_dir
 from .app.outputs import check_layer, load_rep, out_dir, read_input, say
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
@@ -36,8 +40,8 @@ def _overrides(args):
 
 
 def _prepare(args):
-    """(output directory, representation) of invert and sweep."""
-    out = out_dir(args.out)
+    """(output directory, checked but not created yet; representation) of invert and sweep."""
+    out = check_out_dir(args.out)
     rep = load_rep(args.net, args.weights, args.device)
     return out, rep
 
@@ -68,10 +72,12 @@ def cmd_invert(args):
                     on_interrupt="return", **opts)
     progress.close()
     interrupted = result.status == "interrupted"
-    write_invert_outputs(out, rep, layer, result, args.image, notes, interrupted)
-    _write_movie(movie, result, out, args)
-    if inspector is not None:
-        say(f"gradients: {inspector.write()}", args.quiet)
+    with signals.deferred():  # a further Ctrl-C/SIGTERM waits until every file is written
+        write_invert_outputs(out, rep, layer, result, args.image, notes, interrupted,
+                             extra={"signal": signals.first_name()} if interrupted else None)
+        _write_movie(movie, result, out, args)
+        if inspector is not None:
+            say(f"gradients: {inspector.write()}", args.quiet)
     m = result.metrics
     say(f"{rep.name} {layer}: relative error {m['relative_error']:.4f}"
         + (f", PSNR {m['psnr']:.2f} dB" if "psnr" in m else "")
@@ -80,7 +86,7 @@ def cmd_invert(args):
         say(f"warning: {result.message}; a lower --lr (e.g. a tenth) usually avoids this")
     if interrupted:
         say(f"interrupted: wrote the current image and metrics to {out}")
-        return EXIT_INTERRUPTED
+        return signals.exit_status(EXIT_INTERRUPTED)
     return 0
 
 
@@ -212,7 +218,7 @@ def cmd_demo(args):
     sections, interrupted, settings, total = run_demo(out, args.sample, args.quick, args.iters,
                                                       args.device, args.quiet)
     write_index(out, sections, interrupted, total, settings)
-    return EXIT_INTERRUPTED if interrupted else 0
+    return signals.exit_status(EXIT_INTERRUPTED) if interrupted else 0
 
 
 def _layer_shape(rep, layer, x):
@@ -262,12 +268,14 @@ def _add_common(p, layer=True):
     p.add_argument("--net", required=True,
                    help="caffenet, caffe-alexnet, alexnet, vgg16, hog, hogb or dsift")
     p.add_argument("--preset", default="cvpr15", choices=["cvpr15", "ijcv16"])
-    p.add_argument("--iters", type=int, help="iterations (the preset's schedule is stretched)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--lr", type=float, help="base learning rate (cvpr15: lr, default 0.004; "
+    p.add_argument("--iters", type=int_at_least(1),
+                   help="iterations (the preset's schedule is stretched)")
+    p.add_argument("--seed", type=int_at_least(0), help="random seed (default 0)")
+    p.add_argument("--lr", type=positive_float,
+                   help="base learning rate (cvpr15: lr, default 0.004; "
                    "ijcv16: eta, default HW·0.05·B²/α); lower it if a run diverges")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--resize", type=int, metavar="N",
+    p.add_argument("--resize", type=int_at_least(8), metavar="N",
                    help="resize the image so its longer side is N pixels (also allows huge ones)")
     p.add_argument("--weights", help="a converted .npz of weights (default: the net's default)")
     p.add_argument("--out", required=True, help="output directory")
@@ -306,8 +314,10 @@ def _add_inversion_commands(sub):
                        "--out out/")
     _add_common(p)
     p.add_argument("--layer", help="layer name (see `minigrad layers NET`); default the last")
-    p.add_argument("--restarts", type=int, help="independent reconstructions, one batch")
-    p.add_argument("--window", type=int, metavar="K", help="use only the central KxK of the code")
+    p.add_argument("--restarts", type=int_at_least(1),
+                   help="independent reconstructions, one batch")
+    p.add_argument("--window", type=int_at_least(1), metavar="K",
+                   help="use only the central KxK of the code")
     p.add_argument("--channels", help="first-half, second-half or a:b (channels of the code)")
     p.add_argument("--inspect", action="store_true", help="also write OUT/inspect/: each energy "
                    "term's gradient as pictures, per-layer gradient norms, the graph")
@@ -390,7 +400,7 @@ def _add_other_commands(sub):
                        epilog="example: minigrad demo --out demo/ --quick")
     p.add_argument("--out", default="minigrad-demo", help="output directory")
     p.add_argument("--quick", action="store_true", help="fewer layers and iterations (<1 min)")
-    p.add_argument("--iters", type=int, help="override the iterations per inversion")
+    p.add_argument("--iters", type=int_at_least(1), help="override the iterations per inversion")
     p.add_argument("--sample", default="astronaut", help="bundled sample image name")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quiet", action="store_true")
@@ -400,7 +410,8 @@ def _add_other_commands(sub):
                        epilog="example: minigrad layers alexnet")
     p.add_argument("net")
     p.add_argument("--weights", help="a converted .npz of weights")
-    p.add_argument("--size", type=int, default=227, help="input size for HOG/DSIFT shapes")
+    p.add_argument("--size", type=int_at_least(8), default=227,
+                   help="input size for HOG/DSIFT shapes")
     p.set_defaults(func=cmd_layers)
 
     p = sub.add_parser("gradcheck", help="float64 gradient check of every op; prints a table")
@@ -419,11 +430,16 @@ def main(argv=None):
         parser.print_help()
         return EXIT_ERROR
     debug = bool(os.environ.get("MINIGRAD_DEBUG"))
+    with signals.installed():  # SIGTERM ends a run as Ctrl-C does
+        return _run(args, debug)
+
+
+def _run(args, debug):
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("minigrad: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return signals.exit_status(EXIT_INTERRUPTED)
     except Exception as e:  # noqa: BLE001 - every error is one line, never a traceback
         if debug:
             raise

@@ -40,6 +40,9 @@ def read_image(path, max_pixels=MAX_PIXELS, resize=None):
     Image, _, _, ImageOps = _pil()
     path = os.fspath(path)
     notes = []
+    if resize is not None and (isinstance(resize, bool) or int(resize) != resize
+                               or int(resize) < 8):
+        raise ImageReadError(f"resize must be an integer of at least 8 pixels, got {resize!r}")
     if not os.path.exists(path):
         raise ImageReadError(f"cannot read image {path}: no such file")
     if os.path.isdir(path):
@@ -61,7 +64,9 @@ def read_image(path, max_pixels=MAX_PIXELS, resize=None):
                     f"{limit / 1e6:.0f} megapixels{hint}"
                 )
             if resize:
+                _check_resized(path, w, h, int(resize), max_pixels)
                 img.draft("RGB", (int(resize), int(resize)))  # JPEG: decode at reduced scale
+            notes += _header_notes(img)
             img.load()
     except ImageReadError:
         raise
@@ -82,9 +87,9 @@ def read_image(path, max_pixels=MAX_PIXELS, resize=None):
                      " and converted to RGB")
         img = Image.fromarray(a, "L").convert("RGB")
     elif mode in ("RGBA", "LA", "PA", "RGBa") or (mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        base = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(base, rgba).convert("RGB")
+        from .inversion.image_input import as_image  # the same rule as invert(rep, image)
+
+        img = Image.fromarray(as_image(np.asarray(img.convert("RGBA"))), "RGB")
         notes.append(f"{mode} image: alpha channel dropped (composited on white)")
     elif mode in ("L", "1"):
         img = img.convert("RGB")
@@ -97,14 +102,41 @@ def read_image(path, max_pixels=MAX_PIXELS, resize=None):
         notes.append(f"{mode} image converted to RGB")
     if resize:
         n = int(resize)
-        if n < 8:
-            raise ImageReadError(f"resize must be at least 8 pixels, got {n}")
         w, h = img.size
         if max(w, h) != n:
             s = n / max(w, h)
             img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
             notes.append(f"resized from {w}x{h} to {img.size[0]}x{img.size[1]}")
     return np.asarray(img, dtype=np.uint8).copy(), notes
+
+
+def _resized_size(w, h, n):
+    s = n / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def _check_resized(path, w, h, n, max_pixels):
+    """Refuse, from the header size, a resize whose result would exceed ``max_pixels``."""
+    rw, rh = _resized_size(w, h, n)
+    if rw * rh > max_pixels:
+        largest = int(math.sqrt(max_pixels * max(w, h) / min(w, h)))
+        raise ImageReadError(
+            f"resize {n} would make image {path} {rw}x{rh} ({rw * rh / 1e6:.1f} megapixels), "
+            f"above the limit of {max_pixels / 1e6:.0f} megapixels; use a resize of at most "
+            f"{largest}")
+
+
+def _header_notes(img):
+    """Notes on what decoding will lose, read before decoding: extra frames, 16-bit colour."""
+    notes = []
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"animated image with {frames} frames: only the first frame is used")
+    rawmode = img.tile[0][3] if getattr(img, "tile", None) else ""
+    rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
+    if img.mode in ("RGB", "RGBA") and isinstance(rawmode, str) and ";16" in rawmode:
+        notes.append(f"16-bit {img.mode} image reduced to 8 bits per channel")
+    return notes
 
 
 def resize_longest(image, n):
@@ -120,6 +152,12 @@ def resize_longest(image, n):
 
 
 # --- atomic writes -----------------------------------------------------------------------------
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="wb"):
     """Write to a temporary file beside ``path`` and rename it into place on success."""
@@ -127,6 +165,7 @@ def atomic_open(path, mode="wb"):
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # the mode open() would give, not mkstemp's 0600
         with os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "", "encoding": "utf-8"})) \
                 as f:
             yield f

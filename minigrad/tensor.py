@@ -263,7 +263,10 @@ def tensor(data, requires_grad=False, dtype="float32", device="cpu"):
     """Make a Tensor from a list, scalar or array, like ``torch.tensor``: the data is copied.
 
     ``dtype`` defaults to float32; pass ``dtype=None`` to keep an array's own dtype.
+    ``None`` is refused (NumPy would silently make it a NaN).
     """
+    if data is None:
+        raise TypeError("tensor() needs data (a number, a list or an array), got None")
     t = Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
     if backend.is_array(data) and backend.shares_memory(t.data, data):
         t.data = t.data.copy()  # never alias the caller's array (conv2d may freeze constants)

@@ -89,6 +89,9 @@ class OrientationBinning(Function):
         else:
             theta, dth_dx, dth_dy = xp.arctan2(gy, gx), None, None
         theta = xp.where(theta < 0, theta + gx.dtype.type(2 * math.pi), theta)
+        # a NaN gradient (a diverged input) gets bin 0, never a NaN cast to an index: its
+        # vote n is NaN too, so the energy turns non-finite and the inversion stops cleanly
+        theta = xp.where(theta == theta, theta, gx.dtype.type(0))
         p = theta * gx.dtype.type(B / (2 * math.pi))
         # p is in [0, B], so "mod B" is one masked subtraction (int32: cheaper than int64 %)
         if bilinear:

@@ -216,12 +216,13 @@ def test_window_mask_ignores_the_code_outside_the_window(net, image):
     assert m[0, 0, 4, 4] == 0 and m[0, 0, 10, 10] == 0 and m[0, 0, 9, 9] == 1
     changed = code.copy()
     changed[:, :, :5] += 3.0  # outside the central 5x5 (rows 5..9)
-    a = invert(net, code, "conv2", window=5, iters=20)
-    b = invert(net, changed, "conv2", window=5, iters=20)
+    a = invert(net, code=code, layer="conv2", window=5, iters=20)
+    b = invert(net, code=changed, layer="conv2", window=5, iters=20)
     assert np.array_equal(a.x, b.x)
     inside = code.copy()
     inside[:, :, 7, 7] += 3.0
-    assert not np.array_equal(a.x, invert(net, inside, "conv2", window=5, iters=20).x)
+    assert not np.array_equal(a.x, invert(net, code=inside, layer="conv2", window=5,
+                                             iters=20).x)
     assert a.options["iters"] == 20 and a.options["schedule"][0][0] == pytest.approx(4e-4)
 
 
@@ -237,11 +238,13 @@ def test_channel_masks_select_exactly_those_channels(net, image, channels, keep)
     np.testing.assert_array_equal(m[0, :, 0, 0], expect)
     other = code.copy()
     other[:, expect == 0] *= -2.0
-    a = invert(net, code, "conv2", channels=channels, iters=15)
-    assert np.array_equal(a.x, invert(net, other, "conv2", channels=channels, iters=15).x)
+    a = invert(net, code=code, layer="conv2", channels=channels, iters=15)
+    assert np.array_equal(a.x, invert(net, code=other, layer="conv2", channels=channels,
+                                          iters=15).x)
     inside = code.copy()
     inside[:, expect == 1] *= -2.0
-    assert not np.array_equal(a.x, invert(net, inside, "conv2", channels=channels, iters=15).x)
+    assert not np.array_equal(a.x, invert(net, code=inside, layer="conv2", channels=channels,
+                                              iters=15).x)
 
 
 def test_bad_masks(net, image):
@@ -255,8 +258,8 @@ def test_code_target_equals_image_target(net, image):
     with mg.no_grad():
         code = net.forward(net.preprocess(image), "pool1")
     a = invert(net, image, "pool1", iters=10)
-    b = invert(net, code, "pool1", iters=10)
-    c = invert(net, code.numpy()[0], "pool1", iters=10)  # without the batch axis
+    b = invert(net, code=code, layer="pool1", iters=10)
+    c = invert(net, code=code.numpy()[0], layer="pool1", iters=10)  # without the batch axis
     assert np.array_equal(a.x, b.x) and np.array_equal(a.x, c.x)
 
 

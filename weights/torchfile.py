@@ -20,11 +20,19 @@ import io
 import struct
 import tarfile
 import zipfile
+import zlib
 
 import numpy as np
 
 from . import safe_pickle
 from .errors import WeightsError
+from .limits import (
+    MAX_PICKLE_BYTES,
+    MAX_STORAGE_BYTES,
+    ElementBudget,
+    check_file_size,
+    read_zip_member,
+)
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -55,10 +63,75 @@ def _load_pickle(data_or_file, persistent_load):
         raise WeightsError(f"cannot unpickle torch data (truncated or corrupt?): {exc}") from None
 
 
+def _storage_pid(pid, path):
+    """(storage type, key, numel, view) of a persistent id, its types checked."""
+    if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
+        raise WeightsError(f"{path}: unexpected persistent id {pid!r}")
+    _, storage_type, key, _location, numel = pid[:5]
+    if not isinstance(storage_type, safe_pickle.StorageType):
+        raise WeightsError(f"{path}: torch pickle names an unsupported storage type "
+                           f"{storage_type!r}")
+    if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+        raise WeightsError(f"{path}: storage {key!r} declares a bad size {numel!r}")
+    if not isinstance(key, (str, int)):
+        raise WeightsError(f"{path}: storage key {key!r} is not a name")
+    view = pid[5] if len(pid) > 5 else None
+    if view is not None and (not isinstance(view, tuple) or len(view) != 3
+                             or not all(isinstance(v, int) and v >= 0 for v in view[1:])):
+        raise WeightsError(f"{path}: storage {key!r} has a malformed view {view!r}")
+    return storage_type, str(key), numel, view
+
+
+def _zip_storages(zf, prefix, path):
+    """(persistent_load, loader) of a torch zip: each storage's declared size is checked
+    against its member's uncompressed size and the file's byte budget before any is read."""
+    infos = {i.filename: i for i in zf.infolist()}
+    budget = ElementBudget(MAX_STORAGE_BYTES, "bytes of storage")
+    declared, cache = {}, {}
+
+    def persistent_load(pid):
+        storage_type, key, numel, _ = _storage_pid(pid, path)
+        nbytes = numel * storage_type.itemsize
+        if key not in declared:
+            name = f"{prefix}data/{key}"
+            if name not in infos:
+                raise WeightsError(f"{path}: storage {name} is missing")
+            budget.charge(nbytes, path)
+            if infos[name].file_size != nbytes:
+                raise WeightsError(
+                    f"{path}: storage {name} holds {infos[name].file_size:,} bytes but the "
+                    f"pickle declares {numel:,} elements of {storage_type.itemsize} bytes")
+            declared[key] = infos[name]
+        elif declared[key].file_size != nbytes:
+            raise WeightsError(f"{path}: storage {key!r} is declared with two sizes")
+        return safe_pickle.StorageRef(storage_type, key, numel, loader)
+
+    def loader(key):
+        if key not in cache:
+            info = declared[key]
+            try:
+                cache[key] = read_zip_member(zf, info, info.file_size, path)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
+                RuntimeError) as exc:
+                raise WeightsError(f"{path}: cannot read {info.filename} (truncated?): "
+                                   f"{exc}") from None
+        return cache[key]
+
+    return persistent_load, loader
+
+
+def _read_small_member(zf, name, cap, path):
+    try:
+        return read_zip_member(zf, zf.getinfo(name), cap, path)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError,
+                RuntimeError) as exc:
+        raise WeightsError(f"{path}: cannot read {name} (truncated?): {exc}") from None
+
+
 def _read_zip(path):
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise WeightsError(f"{path}: not a readable torch zip file (truncated?): {exc}") from None
     with zf:
         names = zf.namelist()
@@ -68,37 +141,39 @@ def _read_zip(path):
         prefix = pkl[0][: -len("data.pkl")]
         byteorder = "little"
         if prefix + "byteorder" in names:
-            byteorder = zf.read(prefix + "byteorder").decode("ascii").strip()
+            raw = _read_small_member(zf, prefix + "byteorder", 16, path)
+            byteorder = raw.decode("ascii", "replace").strip()
             if byteorder not in ("little", "big"):
                 raise WeightsError(f"{path}: unknown byteorder {byteorder!r}")
-        cache = {}
-
-        def loader(key):
-            if key not in cache:
-                name = f"{prefix}data/{key}"
-                try:
-                    cache[key] = zf.read(name)
-                except KeyError:
-                    raise WeightsError(f"{path}: storage {name} is missing") from None
-                except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                    raise WeightsError(f"{path}: cannot read {name} (truncated?): {exc}") from None
-            return cache[key]
-
-        def persistent_load(pid):
-            if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
-                raise WeightsError(f"{path}: unexpected persistent id {pid!r}")
-            _, storage_type, key, _location, numel = pid[:5]
-            return safe_pickle.StorageRef(storage_type, key, numel, loader)
-
-        try:
-            data = zf.read(pkl[0])
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise WeightsError(f"{path}: cannot read {pkl[0]} (truncated?): {exc}") from None
+        persistent_load, _ = _zip_storages(zf, prefix, path)
+        data = _read_small_member(zf, pkl[0], MAX_PICKLE_BYTES, path)
         obj = _load_pickle(data, persistent_load)
         return safe_pickle.resolve(obj, lambda t: t.build(byteorder))
 
 
+def _legacy_storages(raw, pos, keys, roots, little, path):
+    """{key: bytes} of the storages that follow a legacy pickle, each size checked."""
+    blobs = {}
+    budget = ElementBudget(MAX_STORAGE_BYTES, "bytes of storage")
+    for key in keys:
+        key = str(key)
+        if key not in roots:
+            raise WeightsError(f"{path}: storage {key!r} is not referenced by the pickle")
+        if pos + 8 > len(raw):
+            raise WeightsError(f"{path}: file ends before storage {key!r} (truncated?)")
+        (numel,) = struct.unpack("<q" if little else ">q", raw[pos : pos + 8])
+        nbytes = numel * roots[key].itemsize
+        pos += 8
+        if numel < 0 or pos + nbytes > len(raw):
+            raise WeightsError(f"{path}: file ends inside storage {key!r} (truncated?)")
+        budget.charge(nbytes, path)
+        blobs[key] = raw[pos : pos + nbytes]
+        pos += nbytes
+    return blobs
+
+
 def _read_legacy(path):
+    check_file_size(path)
     with open(path, "rb") as f:
         raw = f.read()
     f = io.BytesIO(raw)
@@ -117,11 +192,9 @@ def _read_legacy(path):
         return blobs[key]
 
     def persistent_load(pid):
-        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
-            raise WeightsError(f"{path}: unexpected persistent id {pid!r}")
-        _, storage_type, key, _location, numel = pid[:5]
-        view = pid[5] if len(pid) > 5 else None
-        roots.setdefault(str(key), storage_type)
+        storage_type, key, numel, view = _storage_pid(pid, path)
+        if roots.setdefault(key, storage_type) is not storage_type:
+            raise WeightsError(f"{path}: storage {key!r} is declared with two types")
         if view is not None:  # (view_key, offset, view_size): a view into the root storage
             _view_key, offset, view_size = view
             return safe_pickle.StorageRef(storage_type, key, view_size, loader, offset=offset)
@@ -131,20 +204,7 @@ def _read_legacy(path):
     keys = _load_pickle(f, None)
     if not isinstance(keys, list):
         raise WeightsError(f"{path}: malformed legacy torch file (no storage key list)")
-    pos = f.tell()
-    for key in keys:
-        key = str(key)
-        if key not in roots:
-            raise WeightsError(f"{path}: storage {key!r} is not referenced by the pickle")
-        if pos + 8 > len(raw):
-            raise WeightsError(f"{path}: file ends before storage {key!r} (truncated?)")
-        (numel,) = struct.unpack("<q" if little else ">q", raw[pos : pos + 8])
-        nbytes = numel * roots[key].itemsize
-        pos += 8
-        if numel < 0 or pos + nbytes > len(raw):
-            raise WeightsError(f"{path}: file ends inside storage {key!r} (truncated?)")
-        blobs[key] = raw[pos : pos + nbytes]
-        pos += nbytes
+    blobs.update(_legacy_storages(raw, f.tell(), keys, roots, little, path))
     missing = set(roots) - set(blobs)
     if missing:
         raise WeightsError(f"{path}: storages {sorted(missing)} have no data")

@@ -41,7 +41,7 @@ class Inspector:
 
     def __init__(self, out, rep, target, layer, preset="cvpr15", overrides=None, then=None):
         overrides = dict(overrides or {})
-        pb = loop._setup(rep, target, layer, preset, overrides)
+        pb = loop._setup(rep, target, None, layer, preset, overrides)
         start = loop._initial_x(pb, np.random.default_rng(pb.opts["seed"]))  # the loop's first
         self.out, self.then, self.rep = out, then, rep
         self.pb = dataclasses.replace(pb, jitter=1)  # the central H×W crop is the image

@@ -12,6 +12,7 @@ import time
 from .. import __version__
 from ..backend import np
 from . import CLIError
+from .outdir import make_out_dir
 from .progress import Progress
 
 DEFAULT_NONCNN_SIZE = 256  # HOG/DSIFT inputs larger than this (longer side) are resized to it
@@ -24,9 +25,10 @@ def say(msg, quiet=False):
 
 # --- inputs ------------------------------------------------------------------------------------
 def out_dir(path):
-    """Create ``path`` if needed and check that files can be written there."""
+    """Create ``path`` if needed (``outdir.make_out_dir``: nothing is left behind when that
+    fails) and check that files can be written there."""
+    make_out_dir(path)
     try:
-        os.makedirs(path, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=path)
         os.close(fd)
         os.unlink(tmp)
@@ -179,6 +181,7 @@ def write_invert_outputs(out, rep, layer, result, image_path, notes, interrupted
     """reconstruction.png, comparison.png, loss.png, history.csv, metrics.json in ``out``."""
     from .. import images as im
 
+    out_dir(out)  # created now that there is something to write
     notes = _save_images(out, rep, layer, result, notes, interrupted)
     h = result.history
     cols = ["step", "lr", "loss", "alpha", "tv", "energy"]
@@ -236,8 +239,8 @@ def run_sweep(rep, image, layers, out, preset="cvpr15", overrides=None, quiet=Fa
     from .. import images as im
 
     rows, tiles, labels, original, interrupted = [], [], [], None, False
-    os.makedirs(os.path.join(out, "layers"), exist_ok=True)
     for layer in layers:
+        out_dir(os.path.join(out, "layers"))  # created once there is something to write
         result, row = _invert_layer(rep, image, layer, preset, overrides or {}, quiet, frames,
                                     out)
         original = result.original if original is None else original

@@ -1,6 +1,12 @@
 """Feature inversion (Mahendran & Vedaldi, CVPR15 and IJCV16): find x with Φ(x) ≈ Φ0.
 
-    result = minigrad.invert(rep, image_or_code, layer="conv3", preset="cvpr15", **overrides)
+    result = minigrad.invert(rep, image, layer="conv3", preset="cvpr15", **overrides)
+    result = minigrad.invert(rep, code=phi0, layer="conv3", size=(H, W))  # a precomputed code
+
+**The target.** ``image`` is a uint8 array, (H, W) grey, (H, W, 3) RGB, or with an alpha channel
+(composited on white exactly as the command line does); a float image is refused with a
+message saying how to convert it (values are never rescaled by a guess). A precomputed code
+goes in ``code=`` (``image_input.py``).
 
 The exact specification is ``docs/paper-spec.md`` §1–§3; this package implements it as follows
 (``presets.py``: the two formulations; ``loop.py``: setup → optimise → summarise;

@@ -15,6 +15,7 @@ from .. import backend
 from ..backend import np
 from ..tensor import Tensor, no_grad
 from . import metrics as M
+from .image_input import as_image
 from .objectives import FeatureLoss, get_objective  # noqa: F401 - FeatureLoss: its old home
 from .optim import project_pixel_norm
 from .presets import InversionError, get_preset, initial_canvas, resolve_options
@@ -147,14 +148,19 @@ class Problem:
         return x[:, :, c:c + H, c:c + W]
 
 
-def _target_code(rep, target, layer, opts, device, xp):
-    """(Φ0 on the device with a batch axis, (H, W), the original uint8 image or None)."""
+def _target_code(rep, image, code, layer, opts, device, xp):
+    """(Φ0 on the device with a batch axis, (H, W), the original uint8 image or None).
+
+    Exactly one of ``image`` (the rules of ``image_input.as_image``) and ``code`` is given."""
+    if (image is None) == (code is None):
+        raise InversionError("invert needs exactly one target: an image, invert(rep, image), "
+                             "or a precomputed code, invert(rep, code=...)")
     with no_grad():
-        if _is_image(target):
-            x0 = rep.preprocess(target)
+        if code is None:
+            x0 = rep.preprocess(as_image(image))
             phi0 = rep.forward(x0.to(device), layer).data
             return phi0, tuple(x0.shape[-2:]), rep.deprocess(x0)
-        phi0 = xp.asarray(backend.to_device(getattr(target, "data", target), device),
+        phi0 = xp.asarray(backend.to_device(getattr(code, "data", code), device),
                           dtype=xp.float32)
     if opts["size"] is not None:
         hw = tuple(opts["size"])
@@ -177,10 +183,6 @@ def _lacks_batch_axis(rep, layer, hw, phi0):
         return phi0.ndim >= 1 and (phi0.ndim == 1 or phi0.shape[0] != 1)
 
 
-def _is_image(target):
-    return isinstance(target, np.ndarray) and target.dtype == np.uint8
-
-
 def _check_layer(rep, layer):
     try:
         return rep.check_layer(layer)
@@ -188,14 +190,14 @@ def _check_layer(rep, layer):
         raise InversionError(str(e)) from None
 
 
-def _setup(rep, target, layer, preset, overrides):
+def _setup(rep, image, code, layer, preset, overrides):
     opts = resolve_options(rep, layer, preset, **overrides)
     device = backend.check_device(opts["device"] or rep.device)
     if rep.device != device:
         rep.to(device)
     xp = backend.xp_for(device)
     objective = get_objective(opts["objective"])
-    phi0, hw, original = _target_code(rep, target, layer, opts, device, xp)
+    phi0, hw, original = _target_code(rep, image, code, layer, opts, device, xp)
     phi0 = objective.target(phi0, layer)
     mask_host = build_mask(phi0.shape, opts["window"], opts["channels"], opts["mask"])
     mask = None if mask_host is None else xp.asarray(mask_host)
@@ -399,13 +401,18 @@ def options_record(opts, schedule):
 
 
 # --- the whole ------------------------------------------------------------------------------
-def invert(rep, target, layer=None, preset="cvpr15", **overrides):
+def invert(rep, image=None, layer=None, preset="cvpr15", *, code=None, **overrides):
     """Reconstruct an image from ``rep``'s code at ``layer``; see ``minigrad.inversion``.
+
+    Give exactly one target: ``invert(rep, image, ...)`` or ``invert(rep, code=..., ...)``.
 
     Args:
         rep: a representation (``models.get(...)``).
-        target: a uint8 image (H, W) or (H, W, 3), whose code is computed, or a precomputed
-            code Φ0 (float array or Tensor, with or without the batch axis).
+        image: a uint8 image (H, W), (H, W, 3), or with alpha (H, W, 2)/(H, W, 4), composited
+            on white as the command line does (``image_input.as_image``); its code is
+            computed. A float image is refused with a message saying how to convert it.
+        code: a precomputed code Φ0 (float array or Tensor, with or without the batch axis);
+            representations of any input size then need ``size=(H, W)``.
         layer: a name in ``rep.layers`` (default: the last one).
         preset: "cvpr15" or "ijcv16".
         **overrides: any preset value or option (see ``PRESETS`` and ``minigrad.inversion``).
@@ -414,7 +421,7 @@ def invert(rep, target, layer=None, preset="cvpr15", **overrides):
     """
     t_start = time.perf_counter()
     layer = _check_layer(rep, rep.layers[-1] if layer is None else layer)
-    pb = _setup(rep, target, layer, preset, overrides)
+    pb = _setup(rep, image, code, layer, preset, overrides)
     rng = np.random.default_rng(pb.opts["seed"])
     run, history = _optimise(pb, _initial_x(pb, rng), rng)
     return _summarise(pb, run, history, t_start)

@@ -11,6 +11,7 @@ mapping of one run.
 """
 import dataclasses
 import math
+import numbers
 import types
 
 from .. import backend
@@ -194,17 +195,74 @@ def resolve_options(rep, layer, preset="cvpr15", *, hw=None, **overrides):
             f"{', '.join(sorted(opts))}"
         )
     opts.update(overrides)
+    validate_options(opts)
     opts["preset"] = preset
     p.fill(opts, rep, layer)
     opts["jitter"] = max(int(opts["jitter"]), 1)
-    if int(opts["restarts"]) < 1:
-        raise InversionError(f"restarts must be >= 1, got {opts['restarts']}")
     opts["restarts"] = int(opts["restarts"])
     if opts["on_interrupt"] not in ("raise", "return"):
         raise InversionError("on_interrupt must be 'raise' or 'return'")
     if hw is not None:
         p.fill_geometry(opts, rep.channels, hw)
     return types.MappingProxyType(opts)
+
+
+# --- validation -------------------------------------------------------------------------------
+# option -> (rule, None allowed); every numeric option of every preset is listed
+_RULES = {
+    "positive": ("lr", "eta", "sigma", "rho", "B", "B_plus", "V", "loss_weight", "alpha", "beta",
+                 "bound", "tol", "phase2_factor"),
+    "non-negative": ("lambda_alpha", "lambda_tv"),
+    "fraction": ("momentum", "decay"),
+    "positive integer": ("iters", "restarts", "patience", "sync_every", "window"),
+    "non-negative integer": ("seed", "jitter"),
+    "positive numbers": ("lr_factors",),
+    "positive integers": ("lr_lengths", "phase_iters", "size"),
+    "non-negative integers": ("jitter_phases",),  # segment indices; () jitters in none
+}
+_EACH = {"positive numbers": "positive", "positive integers": "positive integer",
+         "non-negative integers": "non-negative integer"}
+_NOT_NONE = ("restarts", "patience", "seed", "alpha", "beta", "rho", "lambda_alpha", "momentum",
+             "decay", "B", "B_plus", "phase2_factor", "phase_iters", "lr")
+_WORDING = {"positive": "a finite number > 0", "non-negative": "a finite number >= 0",
+            "fraction": "a number in [0, 1)", "positive integer": "an integer >= 1",
+            "non-negative integer": "an integer >= 0",
+            "positive numbers": "a sequence of finite numbers > 0",
+            "positive integers": "a sequence of integers >= 1",
+            "non-negative integers": "a sequence of integers >= 0"}
+
+
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_integer(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _obeys(rule, v):
+    if rule in _EACH:  # a sequence of values, each under the singular rule
+        return isinstance(v, (tuple, list)) and (len(v) > 0 or rule.startswith("non")) \
+            and all(_obeys(_EACH[rule], x) for x in v)
+    if rule.endswith("integer"):
+        return _is_integer(v) and v >= (1 if rule.startswith("positive") else 0)
+    if not _is_number(v) or not math.isfinite(v):
+        return False
+    return {"positive": v > 0, "non-negative": v >= 0, "fraction": 0 <= v < 1}[rule]
+
+
+def validate_options(opts):
+    """Raise InversionError, one line naming the option, for any numeric option out of range
+    (a non-number, NaN, ±inf, a non-positive rate, sigma=0, lambda_tv=-1, ...)."""
+    for rule, names in _RULES.items():
+        for name in names:
+            if name not in opts or (opts[name] is None and name not in _NOT_NONE):
+                continue
+            value = opts[name]
+            if not _obeys(rule, value):
+                raise InversionError(f"{name} must be {_WORDING[rule]}, got {value!r}")
+    if opts.get("size") is not None and len(opts["size"]) != 2:
+        raise InversionError(f"size must be (H, W), got {opts['size']!r}")
 
 
 def schedule_for(opts, hw):

@@ -123,7 +123,7 @@ def maximise(rep, layer, channels, max_activation, preset="ijcv16", positions="c
     chans_r = [c for c in chans for _ in range(int(restarts))]
     w = unit_target(rep, layer, chans_r, np.repeat(weights, int(restarts)), hw, positions)
     with _leaky(rep, leak):
-        result = invert(rep, w, layer, preset=preset, objective="inner", size=hw,
+        result = invert(rep, code=w, layer=layer, preset=preset, objective="inner", size=hw,
                         restarts=len(chans_r), phase_iters=(int(iterations),), **overrides)
     return _without_leak(rep, layer, result, w, "inner", leak)
 
@@ -164,8 +164,8 @@ def caricature(rep, image, layer, preset="ijcv16", iterations=FAST_ITERATIONS, l
         phi0 = rep.forward(x0, layer).data
     x0_host = backend.asnumpy(x0.data)
     with _leaky(rep, leak):
-        result = invert(rep, phi0, layer, preset=preset, objective="enhance", init=x0_host,
-                        size=tuple(x0.shape[-2:]), original=rep.deprocess(x0_host),
+        result = invert(rep, code=phi0, layer=layer, preset=preset, objective="enhance",
+                        init=x0_host, size=tuple(x0.shape[-2:]), original=rep.deprocess(x0_host),
                         phase_iters=(int(iterations),), **overrides)
     target = get_objective("enhance").target(phi0, layer)
     return _without_leak(rep, layer, result, target, "enhance", leak)
