@@ -13,7 +13,7 @@ class GradcheckError(AssertionError):
 
 
 def _as_float64_tensor(value):
-    data = value.data if isinstance(value, Tensor) else value
+    data = backend.unwrap(value)
     # a C-contiguous copy: perturbing it through a flat view must reach fn, never the caller
     data = backend.get_array_module(data).array(data, dtype="float64", order="C")
     return Tensor(data, requires_grad=True)
@@ -29,7 +29,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elements=400, see
     rng = backend.np.random.default_rng(seed)
     args = [_as_float64_tensor(a) if _differentiable(a) else a for a in inputs]
     if not any(isinstance(a, Tensor) for a in args):
-        kinds = [a.data if isinstance(a, Tensor) else a for a in inputs]
+        kinds = [backend.unwrap(a) for a in inputs]
         kinds = [str(getattr(a, "dtype", type(a).__name__)) for a in kinds]
         raise TypeError(f"gradcheck needs a floating-point array or Tensor input, got {kinds}")
     out = fn(*args)
@@ -75,5 +75,5 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, max_elements=400, see
 
 
 def _differentiable(value):
-    data = value.data if isinstance(value, Tensor) else value
+    data = backend.unwrap(value)
     return backend.is_array(data) and data.dtype.kind == "f"

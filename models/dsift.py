@@ -139,7 +139,7 @@ class DSIFT(Representation):
 
     def to_vlfeat(self, features):
         """(1, 128, rows, cols) -> VLFeat's (rows·cols, 128) descriptors, frames x fastest."""
-        f = backend.asnumpy(features.data if isinstance(features, Tensor) else features)[0]
+        f = backend.asnumpy(backend.unwrap(features))[0]
         return f.reshape(128, -1).T
 
     # --- interface ----------------------------------------------------------------------------

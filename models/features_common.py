@@ -66,7 +66,7 @@ def preprocess_image(image, channels, device="cpu"):
 def deprocess_image(x):
     """(1, C, H, W) or (C, H, W) in the input space -> uint8 HxW (grey) or HxWx3."""
     np = backend.np
-    a = backend.asnumpy(x.data if isinstance(x, Tensor) else x)
+    a = backend.asnumpy(backend.unwrap(x))
     if a.ndim == 4:
         a = a[0]
     a = np.clip(np.rint(a + 128.0), 0, 255).astype(np.uint8)

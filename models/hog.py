@@ -130,7 +130,7 @@ class HOG(Representation):
 
     def to_vlfeat(self, features):
         """(1, 31, hogH, hogW) -> VLFeat's (31, hogH, hogW) array (the same layout)."""
-        return backend.asnumpy(features.data if isinstance(features, Tensor) else features)[0]
+        return backend.asnumpy(backend.unwrap(features))[0]
 
     def render(self, features, glyph_size=21):
         """The classic HOG picture (uint8, (hogH·g, hogW·g)): see ``render_hog``."""
@@ -163,7 +163,7 @@ def render_hog(features, num_orientations=9, glyph_size=21):
     to 0..255.
     """
     np = backend.np
-    f = backend.asnumpy(features.data if isinstance(features, Tensor) else features)
+    f = backend.asnumpy(backend.unwrap(features))
     f = f[0] if f.ndim == 4 else f
     O = num_orientations
     weights = f[:O] + f[O:2 * O] + f[2 * O:3 * O]  # (O, h, w)

@@ -59,7 +59,7 @@ class TinyNet(Representation):
         return mg.tensor((a - 120.0).transpose(2, 0, 1)[None])
 
     def deprocess(self, x):
-        a = np.asarray(getattr(x, "data", x))
+        a = mg.backend.asnumpy(mg.backend.unwrap(x))
         a = a[0] if a.ndim == 4 else a
         return np.clip(np.rint(a.transpose(1, 2, 0) + 120), 0, 255).astype(np.uint8)
 

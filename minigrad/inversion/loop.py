@@ -116,7 +116,7 @@ def build_mask(code_shape, window=None, channels=None, mask=None):
         ch[:, sl] = 1
         m *= ch
     if mask is not None:
-        m = m * np.asarray(backend.asnumpy(getattr(mask, "data", mask)), dtype=np.float32)
+        m = m * np.asarray(backend.asnumpy(backend.unwrap(mask)), dtype=np.float32)
     if not m.any():
         raise InversionError("the mask selects no entry of the code")
     return m
@@ -167,7 +167,7 @@ def _target_code(rep, target, layer, opts, device, xp):
             x0 = rep.preprocess(target)
             phi0 = rep.forward(x0.to(device), layer).data
             return phi0, tuple(x0.shape[-2:]), rep.deprocess(x0)
-        phi0 = xp.asarray(backend.to_device(getattr(target, "data", target), device),
+        phi0 = xp.asarray(backend.to_device(backend.unwrap(target), device),
                           dtype=xp.float32)
     if rep.input_size is not None:
         hw = tuple(rep.input_size)
