@@ -4,12 +4,11 @@ helpers that make inputs away from ties and kinks (for max, max-pool, ReLU, abs,
 Inputs are always made on the host with a seeded NumPy generator and then moved to the
 device under test, so CPU and GPU runs see the same numbers.
 """
+import fakecupy
 import numpy as np
 import pytest
 
 from minigrad import backend
-
-import fakecupy
 
 # The `cuda` parameter runs on real CuPy when a GPU is present, and otherwise on the CuPy
 # stand-in (tests/fakecupy.py), so it never skips: CI exercises the GPU code path too.
