@@ -26,6 +26,14 @@ def device(request):
 
 
 @pytest.fixture
+def cuda(request):
+    """'cuda' only, for tests that compare it with the CPU: real CuPy or the stand-in."""
+    if STANDIN:
+        request.getfixturevalue("standin")
+    return "cuda"
+
+
+@pytest.fixture
 def standin(monkeypatch):
     """The CuPy stand-in as minigrad's CuPy for this test; its sync counter, reset."""
     fakecupy.install(backend, monkeypatch.setattr)
