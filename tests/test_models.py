@@ -545,8 +545,8 @@ def test_random_weights_are_seeded_and_documented():
                                              ("caffe-alexnet", 99, "pool5"),
                                              ("alexnet", 99, "fc8"), ("vgg16", 32, "pool5")])
 def test_forward_and_input_gradient_on_cuda_match_cpu(name, size, layer, cuda):
-    """The reference's random weights, a small input: the same code and input gradient on both devices
-    (bit-identical on the CuPy stand-in, 1e-4 relative on a GPU)."""
+    """The reference's random weights, a small input: the same code and input gradient on
+    both devices (bit-identical on the CuPy stand-in, 1e-4 relative on a GPU)."""
     ref, model32 = reference(name)
     needed = model32.layers[:model32.layer_index(layer) + 1]
     params = {k: v for k, v in ref.params.items() if k.split(".")[0] in needed}  # no unused fc
@@ -562,4 +562,6 @@ def test_forward_and_input_gradient_on_cuda_match_cpu(name, size, layer, cuda):
         (out * Tensor(backend.to_device(r, device))).sum().backward()
         assert backend.device_of(x.grad) == device
         results[device] = (out, x.grad)
+    assert_same_on_devices(results["cpu"][0], results[cuda][0], f"{name} {layer}")
+    assert_same_on_devices(results["cpu"][1], results[cuda][1], f"{name} d{layer}/dx")
     assert model.preprocess(np.zeros((size, size, 3), np.uint8)).device == cuda
