@@ -206,7 +206,8 @@ def _setup(rep, target, layer, preset, overrides):
     if not phi0_norm2 > 0 or not math.isfinite(phi0_norm2):
         raise InversionError(f"the target code at {layer} is zero or not finite "
                              f"(‖Φ0‖² = {phi0_norm2}); nothing to invert")
-    opts = resolve_options(rep, layer, preset, hw=hw, **overrides)
+    # the device the run used is recorded, also when the caller moved the model beforehand
+    opts = resolve_options(rep, layer, preset, hw=hw, **{**overrides, "device": device})
     p = get_preset(preset)
     scale_host = input_scale(rep)
     return Problem(
