@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_same_on_devices
+from conftest import assert_same_on_devices, on
 
 import minigrad as mg
 import models
@@ -314,39 +314,41 @@ def test_interrupt_returns_partial_result(net, image):
 
 
 # --- optimisers ----------------------------------------------------------------------------
-def test_momentum_sgd_and_reset():
-    x = np.zeros(3)
+def test_momentum_sgd_and_reset(device):
+    x, ones = on(device, np.zeros(3)), on(device, np.ones(3))
     opt = MomentumSGD(0.9)
-    opt.step(x, np.ones(3), 1.0)
-    opt.step(x, np.ones(3), 1.0)
-    np.testing.assert_allclose(x, -(1 + 1.9))
+    opt.step(x, ones, 1.0)
+    opt.step(x, ones, 1.0)
+    np.testing.assert_allclose(host(x), -(1 + 1.9))
     opt.reset()
-    opt.step(x, np.ones(3), 0.1)
-    np.testing.assert_allclose(x, -(2.9 + 0.1))
+    opt.step(x, ones, 0.1)
+    np.testing.assert_allclose(host(x), -(2.9 + 0.1))
 
 
-def test_adagrad_momentum_rule():
-    x, g = np.zeros(2), np.array([2.0, -1.0])
+def test_adagrad_momentum_rule(device):
+    g = np.array([2.0, -1.0])
+    x, g_dev = on(device, np.zeros(2)), on(device, g)
     opt = AdaGradMomentum()
-    opt.step(x, g, lr=10.0)
+    opt.step(x, g_dev, lr=10.0)
     G = g * g
     v1 = -g / (0.1 + np.sqrt(G))
-    np.testing.assert_allclose(x, [-2 / 2.1, 1 / 1.1])
-    opt.step(x, g, lr=10.0)
+    np.testing.assert_allclose(host(x), [-2 / 2.1, 1 / 1.1])
+    opt.step(x, g_dev, lr=10.0)
     G = 0.9 * G + g * g
     v2 = 0.9 * v1 - g / (0.1 + np.sqrt(G))
-    np.testing.assert_allclose(x, v1 + v2)
+    np.testing.assert_allclose(host(x), v1 + v2)
     opt.reset()
-    assert np.all(opt.v == 0) and np.all(opt.G == G)
+    assert np.all(host(opt.v) == 0) and np.allclose(host(opt.G), G, rtol=1e-15)
 
 
-def test_projection_and_schedule():
+def test_projection_and_schedule(device):
     x = np.zeros((1, 3, 1, 2))
     x[0, :, 0, 0] = [300.0, 400.0, 0.0]
     x[0, :, 0, 1] = [1.0, 2.0, 2.0]
+    x = on(device, x)
     project_pixel_norm(x, 160.0)
-    np.testing.assert_allclose(x[0, :, 0, 0], [96, 128, 0])
-    np.testing.assert_allclose(x[0, :, 0, 1], [1, 2, 2])
+    np.testing.assert_allclose(host(x)[0, :, 0, 0], [96, 128, 0])
+    np.testing.assert_allclose(host(x)[0, :, 0, 1], [1, 2, 2])
     s = PiecewiseSchedule([(1.0, 2), (0.5, 1)])
     assert [s(i) for i in range(4)] == [1.0, 1.0, 0.5, 0.5] and s.segment_index(2) == 1
 
@@ -359,6 +361,10 @@ CUDA_CASES = [
     ("conv2", dict(iters=8, window=5, jitter=3)),
     ("conv2", dict(preset="ijcv16", iters=8, channels="first-half")),
 ]
+
+
+def host(a):
+    return mg.backend.asnumpy(a)
 
 
 def _same_result(cpu, gpu):
