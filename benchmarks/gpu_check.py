@@ -5,7 +5,7 @@ representation on minigrad-CuPy vs torch-cuda; the table goes into benchmarks/RE
         [--no-tests] [--cases alexnet:conv3,hog] [--results benchmarks/RESULTS.md]
 
 For a GPU machine without network that has CuPy (cupy-cuda13x) and torch with CUDA. Runs in
-at most ``--budget`` seconds (default 300): the tests get at most 40% of it, then cases are
+at most ``--budget`` seconds (default 300): the tests get at most half of it, then cases are
 timed until the budget is spent (those left out are listed). Timing is ``benchmarks.run``'s:
 ``minigrad.invert`` timed between callbacks with a device synchronize (``sync_every=1``)
 and the torch reference (``benchmarks.ref_torch``) on "cuda", each in a block after untimed
@@ -146,7 +146,7 @@ def main(argv=None):
     env = gpu_environment()
     tests, code = "not run (--no-tests)", 0
     if not args.no_tests:
-        tests, code, secs = run_cuda_tests(0.4 * args.budget)
+        tests, code, secs = run_cuda_tests(0.5 * args.budget)
         tests += f" ({secs:.0f} s)"
         print(f"# tests: {tests}", file=sys.stderr, flush=True)
     cases = args.cases.split(",") if args.cases else list(run.CASES)
