@@ -398,14 +398,15 @@ def test_feature_inversion_on_cuda_matches_cpu(name, cuda):
     _same_result(cpu, gpu)
 
 
-def test_metrics_take_device_arrays(cuda):
+def test_metrics_take_device_arrays_on_cuda(cuda):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((1, 3, 4, 4))
     mask = (rng.random((1, 3, 4, 4)) > 0.5).astype(np.float32)
     on = mg.backend.to_device
     for fn, args in [(M.relative_error, (a, b)), (M.rmse, (a[:1], b)), (M.psnr, (a[:1], b))]:
         assert fn(*[on(v, cuda) for v in args]) == fn(*args)
-    assert M.relative_error(on(a, cuda), mg.tensor(b, device=cuda), mask=on(mask, cuda)) == \
+    b_tensor = mg.tensor(b, dtype=None, device=cuda)
+    assert M.relative_error(on(a, cuda), b_tensor, mask=on(mask, cuda)) == \
         M.relative_error(a, b, mask=mask)
     codes = rng.standard_normal((4, 10))
     assert M.pairwise_normaliser(on(codes, cuda)) == M.pairwise_normaliser(codes)
