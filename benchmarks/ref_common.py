@@ -66,7 +66,7 @@ class Problem:
             x0 = backend.asnumpy(rep.preprocess(as_image(target)).data).astype(np.float32)
             hw = tuple(x0.shape[-2:])
         else:
-            code = np.asarray(backend.asnumpy(getattr(target, "data", target)), np.float32)
+            code = np.asarray(backend.asnumpy(backend.unwrap(target)), np.float32)
             if code.ndim == 1 or code.shape[0] != 1:
                 code = code[None]
             size = overrides.get("size")

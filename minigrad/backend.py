@@ -6,14 +6,15 @@ library is CPU-only and nothing here fails.
 """
 import numpy
 
-try:  # CuPy is the `gpu` extra; import errors (no package, no driver) mean CPU only
+try:  # CuPy is a `gpu-cuda*` extra; import errors (no package, no driver) mean CPU only
     import cupy
+    import cupyx
     try:
         _gpu_ok = cupy.cuda.runtime.getDeviceCount() > 0
     except Exception:  # noqa: BLE001 - a driver error means there is no usable GPU
         _gpu_ok = False
 except Exception:  # noqa: BLE001
-    cupy = None
+    cupy = cupyx = None
     _gpu_ok = False
 
 # The host module, for code that builds constants on the CPU before moving them (filter
@@ -26,10 +27,25 @@ def gpu_available():
     return _gpu_ok
 
 
+class ArrayHolder:
+    """Base of the types that hold one array in ``.data`` (minigrad's Tensor).
+
+    ``unwrap`` asks for this type rather than for a ``.data`` attribute: a CuPy array's
+    ``.data`` is a MemoryPointer and a NumPy array's a memoryview, neither of them an array.
+    """
+
+    __slots__ = ()
+
+
+def unwrap(value):
+    """The array inside a Tensor; arrays, numbers and anything else as they are."""
+    return value.data if isinstance(value, ArrayHolder) else value
+
+
 def get_array_module(*arrays):
     """NumPy or CuPy, whichever owns the arrays (Tensors are unwrapped)."""
     if cupy is not None:
-        return cupy.get_array_module(*[getattr(a, "data", a) for a in arrays])
+        return cupy.get_array_module(*[unwrap(a) for a in arrays])
     return numpy
 
 
@@ -40,17 +56,38 @@ def xp_for(device):
 
 
 def check_device(device):
+    """'cpu' or 'cuda' for a device name: 'cpu', 'cuda', or 'cuda:N' naming the current GPU.
+
+    minigrad runs on CuPy's current device; 'cuda:N' for another one is refused (select it
+    with CUDA_VISIBLE_DEVICES) rather than silently running on the current one.
+    """
     device = str(device)
-    if device.startswith("cuda"):
+    name, _, index = device.partition(":")
+    if name == "cuda":
         if not _gpu_ok:
             raise RuntimeError(
-                "device 'cuda' requested but CuPy with a GPU is not available "
-                "(install the gpu extra: pip install 'minigrad[gpu]')"
+                f"device {device!r} requested but CuPy with a GPU is not available "
+                "(install a gpu extra, e.g. pip install 'minigrad[gpu-cuda12]')"
             )
+        if index:
+            _check_gpu_index(device, index)
         return "cuda"
     if device != "cpu":
-        raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
     return "cpu"
+
+
+def _check_gpu_index(device, index):
+    if not index.isdigit():
+        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    current, count = cupy.cuda.Device().id, cupy.cuda.runtime.getDeviceCount()
+    if int(index) >= count:
+        raise ValueError(f"device {device!r}: only {count} GPU(s) visible (cuda:0..{count - 1})")
+    if int(index) != current:
+        raise ValueError(
+            f"device {device!r}: minigrad runs on the current GPU (cuda:{current}); select "
+            f"GPU {index} with CUDA_VISIBLE_DEVICES={index} and pass 'cuda'"
+        )
 
 
 def device_of(array):
@@ -97,8 +134,6 @@ def as_strided(x, shape, strides):
 def scatter_add(target, index, values):
     """target[index] += values, accumulating repeated indices (NumPy and CuPy spell it apart)."""
     if cupy is not None and isinstance(target, cupy.ndarray):
-        import cupyx
-
         cupyx.scatter_add(target, index, values)
     else:
         numpy.add.at(target, index, values)

@@ -71,7 +71,7 @@ def clamp(a, min=None, max=None):  # noqa: A002 - PyTorch's argument names
 
 
 def where(condition, a, b):
-    condition = condition.data if isinstance(condition, Tensor) else condition
+    condition = backend.unwrap(condition)
     return elementwise.Where.apply(condition, a, b)
 
 
@@ -155,10 +155,10 @@ def stack(tensors, dim=0):
 
 
 def getitem(a, index):
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    if isinstance(index, tuple):
+        index = tuple(backend.unwrap(i) for i in index)
+    else:
+        index = backend.unwrap(index)
     return shape_ops.GetItem.apply(a, index=index)
 
 

@@ -15,7 +15,7 @@ class GradcheckError(AssertionError):
 
 
 def _as_float64_tensor(value):
-    data = value.data if isinstance(value, Tensor) else value
+    data = backend.unwrap(value)
     # a C-contiguous copy: perturbing it through a flat view must reach fn, never the caller
     data = backend.get_array_module(data).array(data, dtype="float64", order="C")
     return Tensor(data, requires_grad=True)
@@ -67,7 +67,7 @@ def _backprop(fn, inputs, rng):
     """(args, v, objective, analytic gradients by argument position) for the scalar <v, fn(x)>."""
     args = [_as_float64_tensor(a) if _differentiable(a) else a for a in inputs]
     if not any(isinstance(a, Tensor) for a in args):
-        kinds = [a.data if isinstance(a, Tensor) else a for a in inputs]
+        kinds = [backend.unwrap(a) for a in inputs]
         kinds = [str(getattr(a, "dtype", type(a).__name__)) for a in kinds]
         raise TypeError(f"gradcheck needs a floating-point array or Tensor input, got {kinds}")
     out = fn(*args)
@@ -121,5 +121,5 @@ def compare_gradients(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
 
 
 def _differentiable(value):
-    data = value.data if isinstance(value, Tensor) else value
+    data = backend.unwrap(value)
     return backend.is_array(data) and data.dtype.kind == "f"

@@ -101,7 +101,7 @@ def _unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
-class Tensor:
+class Tensor(backend.ArrayHolder):
     """An n-dimensional array with an optional gradient; see ``minigrad.tensor`` to make one."""
 
     __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__
@@ -159,8 +159,7 @@ class Tensor:
     # operators and methods (x + y, x.sum(), x.to("cuda"), ...) are installed by
     # ``minigrad.functional`` from its table, since they are the functional API's ops
     def _compare(self, other, name):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(getattr(self.data, name)(other))
+        return Tensor._wrap(getattr(self.data, name)(backend.unwrap(other)))
 
     __lt__ = lambda self, other: self._compare(other, "__lt__")
     __le__ = lambda self, other: self._compare(other, "__le__")
@@ -201,7 +200,7 @@ class Tensor:
                 )
             grad = xp.ones_like(self.data)
         else:
-            grad = xp.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            grad = xp.asarray(backend.unwrap(grad), dtype=self.dtype)
             if grad.shape != self.data.shape:
                 raise ValueError(f"gradient shape {grad.shape} != tensor shape {self.shape}")
         order = _toposort(self)
@@ -219,7 +218,9 @@ class Tensor:
                 replaced = hook(g)
                 g = g if replaced is None else replaced
             if node._ctx is None or node._retain:
-                g_kept = xp.ascontiguousarray(g)  # a writable array, never a broadcast view
+                # a writable array, never a broadcast view, on the node's own device (a CPU
+                # leaf used through .to("cuda") gets its gradient back on the CPU)
+                g_kept = get_array_module(node.data).ascontiguousarray(g)
                 node.grad = g_kept if node.grad is None else node.grad + g_kept
             if node._ctx is None:
                 continue

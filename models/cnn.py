@@ -457,7 +457,7 @@ class CNN(Representation):
     def deprocess(self, x):
         """Tensor or array (1, 3, H, W) or (3, H, W) in the input space -> uint8 HxWx3 RGB."""
         np = backend.np
-        a = backend.asnumpy(x.data if isinstance(x, Tensor) else x).astype(np.float64)
+        a = backend.asnumpy(backend.unwrap(x)).astype(np.float64)
         if a.ndim == 4:
             if a.shape[0] != 1:
                 raise ValueError(f"deprocess takes one image, got a batch of shape {a.shape}")

@@ -29,6 +29,7 @@ from minigrad.tensor import Tensor
 from .base import Representation
 from .features_common import (
     cached_constant,
+    cached_weight,
     deprocess_image,
     half_gradient_bank,
     preprocess_image,
@@ -108,7 +109,7 @@ class DSIFT(Representation):
             raise ValueError(f"dsift with bin_size {b} needs an image of at least {3 * b + 1} "
                              f"pixels per side, got {H}x{W}")
         dev, dt = x.device, x.dtype
-        bank = Tensor._wrap(cached_constant("grad", half_gradient_bank, dev, dt))
+        bank = cached_weight("grad", half_gradient_bank, dev, dt)
         g = F.conv2d(extrapolate_pad(x), bank)  # (N, 2, H, W)
         votes = OrientationBinning.apply(g[:, 0:1], g[:, 1:2], num_bins=8, bilinear=True,
                                          fast_atan=self.fast_atan)  # (N, 8, H, W)
@@ -139,7 +140,7 @@ class DSIFT(Representation):
 
     def to_vlfeat(self, features):
         """(1, 128, rows, cols) -> VLFeat's (rows·cols, 128) descriptors, frames x fastest."""
-        f = backend.asnumpy(features.data if isinstance(features, Tensor) else features)[0]
+        f = backend.asnumpy(backend.unwrap(features))[0]
         return f.reshape(128, -1).T
 
     # --- interface ----------------------------------------------------------------------------

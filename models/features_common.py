@@ -19,6 +19,15 @@ def cached_constant(key, build, device, dtype):
     return _CACHE[full]
 
 
+def cached_weight(key, build, device, dtype):
+    """``cached_constant`` wrapped once in a constant Tensor: conv2d keeps the weight's GEMM
+    layout on the Tensor, so a Tensor made anew per forward would rebuild it every time."""
+    full = ("tensor", key, device, str(dtype))
+    if full not in _CACHE:
+        _CACHE[full] = Tensor._wrap(cached_constant(key, build, device, dtype))
+    return _CACHE[full]
+
+
 def gradient_bank(channels):
     """(2·C, 1, 3, 3) filters [dx, dy] per channel (central differences, no 1/2)."""
     np = backend.np
@@ -66,7 +75,7 @@ def preprocess_image(image, channels, device="cpu"):
 def deprocess_image(x):
     """(1, C, H, W) or (C, H, W) in the input space -> uint8 HxW (grey) or HxWx3."""
     np = backend.np
-    a = backend.asnumpy(x.data if isinstance(x, Tensor) else x)
+    a = backend.asnumpy(backend.unwrap(x))
     if a.ndim == 4:
         a = a[0]
     a = np.clip(np.rint(a + 128.0), 0, 255).astype(np.uint8)

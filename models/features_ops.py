@@ -46,27 +46,42 @@ def vlfeat_fast_atan2(y, x):
 
 
 def _vlfeat_near_ties(bins, gx, gy, p, B):
-    """Redo, in place, the hard assignment of pixels within 1e-3 bin of a tie the way VLFeat's
+    """Redo the hard assignment of pixels within 1e-3 bin of a tie the way VLFeat's
     HOG does: scores s_k = ĝ·(cos kπ/O, sin kπ/O) in float32 for the O = B/2 undirected
     orientations, the first largest |s_k| wins, + O when s_k < 0. Elsewhere rounding p is
     the same choice; near a tie only VLFeat's own arithmetic decides (a vertical gradient,
-    gx = 0, is an exact tie that goes to the lower orientation)."""
+    gx = 0, is an exact tie that goes to the lower orientation). Returns the new bins.
+
+    On NumPy the few near-tie pixels are gathered (cheapest); on a GPU gathering them needs
+    their count on the host (a sync per forward), so every pixel is scored and the near ones
+    selected with ``where``: the same arithmetic per pixel, so the same bins.
+    """
     xp = get_array_module(gx)
-    near = xp.nonzero(xp.abs(p - xp.floor(p) - 0.5) < 1e-3)
-    if near[0].size == 0 or B % 2:
-        return
-    O = B // 2
-    dt = gx.dtype
-    x, y = gx[near], gy[near]
+    if B % 2:
+        return bins
+    near = xp.abs(p - xp.floor(p) - 0.5) < 1e-3
+    if xp is backend.np:
+        picked = xp.nonzero(near)
+        if picked[0].size:
+            bins[picked] = _vlfeat_bins(gx[picked], gy[picked], B // 2, xp)
+        return bins
+    return xp.where(near, _vlfeat_bins(gx, gy, B // 2, xp), bins)
+
+
+def _vlfeat_bins(x, y, O, xp):
+    """VLFeat's directed bin of gradients (x, y), any shape: the first largest |s_k|, + O when
+    s_k < 0, with s_k = ĝ·(cos kπ/O, sin kπ/O) in x's dtype."""
+    dt = x.dtype
     grad = xp.sqrt(x * x + y * y)
     x, y = x / xp.maximum(grad, dt.type(1e-10)), y / xp.maximum(grad, dt.type(1e-10))
     angles = [k * math.pi / O for k in range(O)]
-    ox = xp.asarray([math.cos(a) for a in angles], dtype=dt)[:, None]
-    oy = xp.asarray([math.sin(a) for a in angles], dtype=dt)[:, None]
-    scores = x[None] * ox + y[None] * oy  # (O, n)
+    column = (O,) + (1,) * x.ndim
+    ox = xp.asarray([math.cos(a) for a in angles], dtype=dt).reshape(column)
+    oy = xp.asarray([math.sin(a) for a in angles], dtype=dt).reshape(column)
+    scores = x[None] * ox + y[None] * oy  # (O, ...)
     k = xp.abs(scores).argmax(axis=0)
     negative = xp.take_along_axis(scores, k[None], axis=0)[0] < 0
-    bins[near] = k + O * negative
+    return (k + O * negative).astype(xp.int32)
 
 
 class OrientationBinning(Function):
@@ -93,18 +108,22 @@ class OrientationBinning(Function):
         # vote n is NaN too, so the energy turns non-finite and the inversion stops cleanly
         theta = xp.where(theta == theta, theta, gx.dtype.type(0))
         p = theta * gx.dtype.type(B / (2 * math.pi))
-        # p is in [0, B], so "mod B" is one masked subtraction (int32: cheaper than int64 %)
+        # a non-finite gradient has a NaN angle, and NaN has no integer bin: bin 0 gets its
+        # (non-finite) magnitude, so the output is non-finite where the input was
+        p = xp.where(xp.isnan(p), p.dtype.type(0), p)
+        # p is in [0, B], so "mod B" is one subtraction (int32: cheaper than int64 %);
+        # arithmetic on the comparison, not a boolean-mask update (which syncs on a GPU)
         if bilinear:
             b0 = xp.floor(p)
             frac = p - b0
             b0 = b0.astype(xp.int32)
-            b0[b0 >= B] -= B
+            b0 -= (b0 >= B).astype(xp.int32) * B
             b1 = b0 + 1
-            b1[b1 == B] = 0
+            b1 -= (b1 == B).astype(xp.int32) * B
         else:
             b0 = xp.floor(p + gx.dtype.type(0.5)).astype(xp.int32)
-            b0[b0 >= B] -= B
-            _vlfeat_near_ties(b0, gx, gy, p, B)
+            b0 -= (b0 >= B).astype(xp.int32) * B
+            b0 = _vlfeat_near_ties(b0, gx, gy, p, B)
         N, _, H, W = gx.shape
         out = xp.zeros((N, B, H, W), dtype=gx.dtype)
         flat = out.reshape(-1)
@@ -225,7 +244,24 @@ def _pad_axis2(x, before, after, mode):
     return xp.pad(x, widths, mode="edge") if mode == "edge" else backend.pad(x, widths)
 
 
+_POLYPHASE = {}  # (id(weight), stride) -> (weight, bank): filter banks are constants
+
+
 def _polyphase_bank(weight, s, xp):
+    """``_split_bank`` once per filter bank and stride: finding the zero pattern reads the
+    bank on the host, a sync on a GPU, so it is done at the first forward only. The bank
+    is kept with its entry, so its id cannot be reused while cached; like the conv weight
+    matrix, this treats filter banks as immutable."""
+    key = (id(weight), s)
+    hit = _POLYPHASE.get(key)
+    if hit is None or hit[0] is not weight:
+        if len(_POLYPHASE) >= 64:  # tests make many banks; a run uses a handful
+            _POLYPHASE.clear()
+        hit = _POLYPHASE[key] = (weight, _split_bank(weight, s, xp))
+    return hit[1]
+
+
+def _split_bank(weight, s, xp):
     """Split each filter o into m sub-filters of s taps after skipping its d_o leading blocks
     of zeros (DSIFT's four bins sit at offsets 0, b, 2b, 3b of one bank): returns the shifts
     d_o and Wt (m·O, s) with Wt[j·O + o, r] = weight[o, (d_o + j)·s + r]."""

@@ -23,7 +23,13 @@ from minigrad import F, backend
 from minigrad.tensor import Tensor
 
 from .base import Representation
-from .features_common import cached_constant, deprocess_image, gradient_bank, preprocess_image
+from .features_common import (
+    cached_constant,
+    cached_weight,
+    deprocess_image,
+    gradient_bank,
+    preprocess_image,
+)
 from .features_ops import OrientationBinning, StridedFilterBank1d, UocttiNormalize
 
 
@@ -97,7 +103,7 @@ class HOG(Representation):
             raise ValueError(f"HOG needs an image of at least max(4, cell_size) pixels per side, "
                              f"got {H}x{W} with cell_size {s}")
         dev, dt = x.device, x.dtype
-        bank = Tensor._wrap(cached_constant(("grad", C), lambda: gradient_bank(C), dev, dt))
+        bank = cached_weight(("grad", C), lambda: gradient_bank(C), dev, dt)
         g = F.conv2d(x, bank, groups=C)  # (N, 2C, H-2, W-2): interior pixels only
         gx, gy = select_strongest_channel(g)
         votes = OrientationBinning.apply(gx, gy, num_bins=2 * O, bilinear=self.bilinear)
@@ -130,7 +136,7 @@ class HOG(Representation):
 
     def to_vlfeat(self, features):
         """(1, 31, hogH, hogW) -> VLFeat's (31, hogH, hogW) array (the same layout)."""
-        return backend.asnumpy(features.data if isinstance(features, Tensor) else features)[0]
+        return backend.asnumpy(backend.unwrap(features))[0]
 
     def render(self, features, glyph_size=21):
         """The classic HOG picture (uint8, (hogH·g, hogW·g)): see ``render_hog``."""
@@ -163,7 +169,7 @@ def render_hog(features, num_orientations=9, glyph_size=21):
     to 0..255.
     """
     np = backend.np
-    f = backend.asnumpy(features.data if isinstance(features, Tensor) else features)
+    f = backend.asnumpy(backend.unwrap(features))
     f = f[0] if f.ndim == 4 else f
     O = num_orientations
     weights = f[:O] + f[O:2 * O] + f[2 * O:3 * O]  # (O, h, w)

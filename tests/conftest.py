@@ -1,36 +1,61 @@
-"""Shared fixtures: the backend (NumPy, and CuPy when a GPU is present), a seeded RNG, and
+"""Shared fixtures: the backend (NumPy, and CuPy or its stand-in), a seeded RNG, and
 helpers that make inputs away from ties and kinks (for max, max-pool, ReLU, abs, clamp).
 
 Inputs are always made on the host with a seeded NumPy generator and then moved to the
 device under test, so CPU and GPU runs see the same numbers.
 """
+import fakecupy
 import numpy as np
 import pytest
 
 from minigrad import backend
 
-DEVICES = [
-    pytest.param("cpu", id="numpy"),
-    pytest.param(
-        "cuda",
-        id="cupy",
-        marks=pytest.mark.skipif(
-            not backend.gpu_available(), reason="CuPy with a GPU is not available on this machine"
-        ),
-    ),
-]
+# The `cuda` parameter runs on real CuPy when a GPU is present, and otherwise on the CuPy
+# stand-in (tests/fakecupy.py), so it never skips: CI exercises the GPU code path too.
+REAL_GPU = backend.gpu_available()
+STANDIN = not REAL_GPU
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda")]
 
 
 @pytest.fixture(params=DEVICES)
 def device(request):
-    """'cpu' (NumPy) or 'cuda' (CuPy); the CuPy parameter skips without a GPU."""
+    """'cpu' (NumPy) or 'cuda' (CuPy, or the stand-in without a GPU)."""
+    if request.param == "cuda" and STANDIN:
+        request.getfixturevalue("standin")
     return request.param
+
+
+@pytest.fixture
+def cuda(request):
+    """'cuda' only, for tests that compare it with the CPU: real CuPy or the stand-in."""
+    if STANDIN:
+        request.getfixturevalue("standin")
+    return "cuda"
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """The CuPy stand-in as minigrad's CuPy for this test; its sync counter, reset."""
+    fakecupy.install(backend, monkeypatch.setattr)
+    fakecupy.SYNCS.reset()
+    return fakecupy.SYNCS
 
 
 @pytest.fixture
 def xp(device):
     """The array module of the device under test."""
     return backend.xp_for(device)
+
+
+def assert_same_on_devices(cpu, cuda, what=""):
+    """CPU and cuda results agree: bit for bit on the stand-in, to 1e-4 relative on a GPU."""
+    a, b = backend.asnumpy(backend.unwrap(cpu)), backend.asnumpy(backend.unwrap(cuda))
+    assert a.shape == b.shape and a.dtype == b.dtype, (what, a.shape, b.shape, a.dtype, b.dtype)
+    if STANDIN:
+        np.testing.assert_array_equal(a, b, err_msg=what)
+    else:
+        scale = max(float(np.abs(a).max()), 1e-30) if a.size else 1.0
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * scale, err_msg=what)
 
 
 @pytest.fixture

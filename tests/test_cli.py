@@ -10,15 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import STANDIN
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args, timeout=300):
+def run(*args, timeout=300, standin=False):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("MINIGRAD_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "minigrad.cli", *map(str, args)], cwd=ROOT,
+    entry = [str(ROOT / "tests" / "standin_cli.py")] if standin else ["-m", "minigrad.cli"]
+    return subprocess.run([sys.executable, *entry, *map(str, args)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -250,3 +252,40 @@ def test_lr_option_and_divergence_warning(photo, tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "ijcv" / "metrics.json").read_text())
     assert m["options"]["eta"] == 5.0
+
+
+# --- --device cuda (real CuPy, or the CuPy stand-in in the child without a GPU) ---------------
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory, conv_only_weights):
+    """Random conv-only weights per CNN, in the project's .npz format."""
+    import models
+    import weights
+
+    paths = {"alexnet": conv_only_weights}
+    for name in ("caffenet", "vgg16"):
+        rep = models.get(name, weights=None)
+        params = {k: v.numpy() for k, v in rep.params.items() if not k.startswith("fc")}
+        paths[name] = tmp_path_factory.mktemp("w") / f"{name}-random.npz"
+        weights.save_npz(paths[name], params, {"variant": name, "source": "random test weights"})
+    return paths
+
+
+@pytest.mark.parametrize("net, layer", [("alexnet", "conv3"), ("caffenet", "pool1"),
+                                        ("vgg16", "conv1_2"), ("hog", None), ("hogb", None),
+                                        ("dsift", None)])
+def test_invert_on_cuda_writes_the_cpus_png(net, layer, photo, tmp_path, random_weights):
+    extra = ["--weights", random_weights[net], "--layer", layer] if layer else []
+    outs = {}
+    for device in ("cpu", "cuda"):
+        outs[device] = tmp_path / device
+        r = run("invert", photo, "--net", net, *extra, "--iters", 4, "--device", device,
+                "--out", outs[device], "--quiet", standin=STANDIN and device == "cuda")
+        assert r.returncode == 0, r.stderr
+        m = json.loads((outs[device] / "metrics.json").read_text())
+        assert m["options"]["device"] == device
+    cpu, gpu = (np.asarray(Image.open(outs[d] / "reconstruction.png")) for d in ("cpu", "cuda"))
+    assert cpu.shape == gpu.shape
+    if STANDIN:
+        np.testing.assert_array_equal(gpu, cpu)  # the same PNG
+    else:  # float32 on other hardware: a pixel may round the other way
+        assert np.abs(gpu.astype(int) - cpu.astype(int)).max() <= 1

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_on_devices
 
 import minigrad as mg
 import models
@@ -241,3 +242,21 @@ def test_forward_and_input_gradient_match_torch(b, step):
         out = net(mg.tensor(img, dtype=None), "dsift").numpy()
     np.testing.assert_allclose(out, out_t.detach().numpy(), atol=1e-10)
     np.testing.assert_allclose(x.grad, xt.grad.numpy(), atol=1e-9)
+
+
+# --- the cuda device (real CuPy, or the stand-in without a GPU) -------------------------------
+@pytest.mark.parametrize("fast_atan, step, b", [(True, 5, 5), (False, 4, 8)])
+def test_forward_and_input_gradient_on_cuda_match_cpu(fast_atan, step, b, cuda):
+    image = load(IMAGES[1])["image"]
+    x_host = (image[None, None] - 128.0).astype(np.float32)
+    out = {}
+    for device in ("cpu", cuda):
+        net = models.get("dsift", bin_size=b, step=step, fast_atan=fast_atan, device=device)
+        x = mg.Tensor(mg.backend.to_device(x_host, device), requires_grad=True)
+        y = net(x, "dsift")
+        r = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+        (y * mg.tensor(r, device=device)).sum().backward()
+        assert y.device == device and mg.backend.device_of(x.grad) == device
+        out[device] = (y, x.grad)
+    assert_same_on_devices(out["cpu"][0], out[cuda][0], "dsift descriptors")
+    assert_same_on_devices(out["cpu"][1], out[cuda][1], "dsift input gradient")

@@ -278,13 +278,14 @@ def test_to_unknown_device():
         mg.tensor([1.0]).to("tpu")
 
 
-@pytest.mark.skipif(not backend.gpu_available(), reason="needs CuPy with a GPU")
-def test_to_moves_and_gradient_flows_back():
+@pytest.mark.parametrize("device", ["cuda"], indirect=True)
+def test_to_moves_and_gradient_flows_back(device):
     x = mg.tensor([1.0, 2.0], requires_grad=True, dtype="float64")
     y = x.to("cuda")
     assert y.device == "cuda"
     (y * y).sum().backward()
-    assert x.grad.__class__ is np.ndarray
+    assert x.grad.__class__ is np.ndarray  # a CPU leaf's gradient stays on the CPU
+    assert backend.device_of(y.data) == "cuda"
     np.testing.assert_allclose(x.grad, [2.0, 4.0])
 
 

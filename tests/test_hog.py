@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_on_devices
 
 import minigrad as mg
 import models
@@ -450,3 +451,52 @@ def test_forward_and_input_gradient_match_torch(name):
     (out_t * torch.from_numpy(v)).sum().backward()
     np.testing.assert_allclose(out.numpy(), out_t.detach().numpy(), atol=1e-10)
     np.testing.assert_allclose(x.grad, xt.grad.numpy(), atol=1e-10)
+
+
+# --- the cuda device (real CuPy, or the stand-in without a GPU) -------------------------------
+@pytest.mark.parametrize("name, image, cell", [("hog", IMAGES[0], 8), ("hogb", IMAGES[1], 4),
+                                               ("hog", IMAGES[2], 8), ("hogb", IMAGES[2], 8)])
+def test_forward_and_input_gradient_on_cuda_match_cpu(name, image, cell, cuda):
+    """VLFeat's images (grey and colour; near-tie pixels included): the same features and
+    input gradient on both devices."""
+    x_host = network_input(load(image)["image"]).numpy()
+    colour = x_host.shape[1] == 3
+    out = {}
+    for device in ("cpu", cuda):
+        net = models.get(name, cell_size=cell, color=colour, device=device)
+        x = mg.Tensor(mg.backend.to_device(x_host, device), requires_grad=True)
+        y = net(x, "hog")
+        r = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+        (y * mg.tensor(r, device=device)).sum().backward()
+        assert y.device == device and mg.backend.device_of(x.grad) == device
+        out[device] = (y, x.grad)
+    assert_same_on_devices(out["cpu"][0], out[cuda][0], f"{name} features")
+    assert_same_on_devices(out["cpu"][1], out[cuda][1], f"{name} input gradient")
+
+
+@pytest.mark.parametrize("bilinear", [False, True])
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_non_finite_gradient_votes_nan_into_bin_0(bilinear, device):
+    """A NaN angle has no integer bin (casting it is undefined): the pixel's NaN magnitude goes
+    to bin 0, every other pixel votes as before, and HOG runs (its clamp at 0.2 then caps the
+    NaN cells)."""
+    rng = np.random.default_rng(0)
+    gx, gy = rng.standard_normal((2, 1, 1, 6, 7)).astype(np.float32)
+    on = mg.backend.to_device
+
+    def votes(gx, gy):
+        return OrientationBinning.apply(on(gx, device), on(gy, device), num_bins=18,
+                                        bilinear=bilinear).numpy()
+    clean = votes(gx, gy)
+    gx[0, 0, 2, 3] = np.nan
+    gy[0, 0, 4, 5] = np.inf
+    bad = votes(gx, gy)
+    assert np.isnan(bad[0, 0, 2, 3]) and (bad[0, 2:-1, 2, 3] == 0).all()
+    assert not np.isfinite(bad[0, :, 4, 5]).all()  # an infinite gradient has a finite angle
+    keep = np.ones((6, 7), bool)
+    keep[2, 3] = keep[4, 5] = False
+    np.testing.assert_array_equal(bad[..., keep], clean[..., keep])
+    img = rng.uniform(-100, 100, (1, 1, 32, 32)).astype(np.float32)
+    img[0, 0, 20, 20] = np.nan
+    f = features(models.get("hogb" if bilinear else "hog", device=device), on(img, device))
+    assert f.shape == (1, 31, 4, 4)

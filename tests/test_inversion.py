@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_same_on_devices, on
 
 import minigrad as mg
 import models
@@ -18,6 +19,7 @@ from minigrad.inversion import (
     resolve_options,
     schedule_for,
 )
+from minigrad.inversion import metrics as M
 from minigrad.inversion.optim import (
     AdaGradMomentum,
     MomentumSGD,
@@ -59,7 +61,7 @@ class TinyNet(Representation):
         return mg.tensor((a - 120.0).transpose(2, 0, 1)[None])
 
     def deprocess(self, x):
-        a = np.asarray(getattr(x, "data", x))
+        a = mg.backend.asnumpy(mg.backend.unwrap(x))
         a = a[0] if a.ndim == 4 else a
         return np.clip(np.rint(a.transpose(1, 2, 0) + 120), 0, 255).astype(np.uint8)
 
@@ -67,6 +69,9 @@ class TinyNet(Representation):
         return {"conv1": (3, 1), "relu1": (3, 1), "pool1": (4, 2), "conv2": (8, 8)}[layer]
 
     def to(self, device):
+        for name in ("w1", "b1", "w2", "b2"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.device = device
         return self
 
 
@@ -312,38 +317,99 @@ def test_interrupt_returns_partial_result(net, image):
 
 
 # --- optimisers ----------------------------------------------------------------------------
-def test_momentum_sgd_and_reset():
-    x = np.zeros(3)
+def test_momentum_sgd_and_reset(device):
+    x, ones = on(device, np.zeros(3)), on(device, np.ones(3))
     opt = MomentumSGD(0.9)
-    opt.step(x, np.ones(3), 1.0)
-    opt.step(x, np.ones(3), 1.0)
-    np.testing.assert_allclose(x, -(1 + 1.9))
+    opt.step(x, ones, 1.0)
+    opt.step(x, ones, 1.0)
+    np.testing.assert_allclose(host(x), -(1 + 1.9))
     opt.reset()
-    opt.step(x, np.ones(3), 0.1)
-    np.testing.assert_allclose(x, -(2.9 + 0.1))
+    opt.step(x, ones, 0.1)
+    np.testing.assert_allclose(host(x), -(2.9 + 0.1))
 
 
-def test_adagrad_momentum_rule():
-    x, g = np.zeros(2), np.array([2.0, -1.0])
+def test_adagrad_momentum_rule(device):
+    g = np.array([2.0, -1.0])
+    x, g_dev = on(device, np.zeros(2)), on(device, g)
     opt = AdaGradMomentum()
-    opt.step(x, g, lr=10.0)
+    opt.step(x, g_dev, lr=10.0)
     G = g * g
     v1 = -g / (0.1 + np.sqrt(G))
-    np.testing.assert_allclose(x, [-2 / 2.1, 1 / 1.1])
-    opt.step(x, g, lr=10.0)
+    np.testing.assert_allclose(host(x), [-2 / 2.1, 1 / 1.1])
+    opt.step(x, g_dev, lr=10.0)
     G = 0.9 * G + g * g
     v2 = 0.9 * v1 - g / (0.1 + np.sqrt(G))
-    np.testing.assert_allclose(x, v1 + v2)
+    np.testing.assert_allclose(host(x), v1 + v2)
     opt.reset()
-    assert np.all(opt.v == 0) and np.all(opt.G == G)
+    assert np.all(host(opt.v) == 0) and np.allclose(host(opt.G), G, rtol=1e-15)
 
 
-def test_projection_and_schedule():
+def test_projection_and_schedule(device):
     x = np.zeros((1, 3, 1, 2))
     x[0, :, 0, 0] = [300.0, 400.0, 0.0]
     x[0, :, 0, 1] = [1.0, 2.0, 2.0]
+    x = on(device, x)
     project_pixel_norm(x, 160.0)
-    np.testing.assert_allclose(x[0, :, 0, 0], [96, 128, 0])
-    np.testing.assert_allclose(x[0, :, 0, 1], [1, 2, 2])
+    np.testing.assert_allclose(host(x)[0, :, 0, 0], [96, 128, 0])
+    np.testing.assert_allclose(host(x)[0, :, 0, 1], [1, 2, 2])
     s = PiecewiseSchedule([(1.0, 2), (0.5, 1)])
     assert [s(i) for i in range(4)] == [1.0, 1.0, 0.5, 0.5] and s.segment_index(2) == 1
+
+
+# --- the cuda device (real CuPy, or the stand-in without a GPU) -------------------------------
+CUDA_CASES = [
+    ("conv2", dict(preset="cvpr15", iters=12)),
+    ("relu1", dict(preset="ijcv16", iters=12)),
+    ("pool1", dict(iters=8, restarts=2)),
+    ("conv2", dict(iters=8, window=5, jitter=3)),
+    ("conv2", dict(preset="ijcv16", iters=8, channels="first-half")),
+]
+
+
+def host(a):
+    return mg.backend.asnumpy(a)
+
+
+def _same_result(cpu, gpu):
+    assert_same_on_devices(cpu.x, gpu.x, "x")
+    cpu_images = cpu.image if isinstance(cpu.image, list) else [cpu.image]
+    gpu_images = gpu.image if isinstance(gpu.image, list) else [gpu.image]
+    for a, b in zip(cpu_images, gpu_images):
+        assert_same_on_devices(a, b, "image")
+    for term in ("loss", "alpha", "tv", "energy"):
+        assert_same_on_devices(np.array(cpu.history[term]), np.array(gpu.history[term]), term)
+    assert cpu.status == gpu.status == "completed"
+
+
+@pytest.mark.parametrize("layer,opts", CUDA_CASES, ids=lambda v: str(v))
+def test_invert_on_cuda_matches_cpu(layer, opts, image, cuda):
+    cpu = invert(TinyNet(), image, layer, **opts)
+    net = TinyNet()
+    gpu = invert(net, image, layer, device=cuda, **opts)
+    assert net.w1.device == cuda and gpu.options["device"] == cuda
+    assert cpu.options["device"] == "cpu"
+    _same_result(cpu, gpu)
+
+
+@pytest.mark.parametrize("name", ["hog", "hogb", "dsift"])
+def test_feature_inversion_on_cuda_matches_cpu(name, cuda):
+    img = smooth_image(40, 40)
+    cpu = invert(models.get(name), img, iters=10)
+    rep = models.get(name).to(cuda)  # moved by the caller, as the CLI does: still recorded
+    gpu = invert(rep, img, iters=10)
+    assert gpu.options["device"] == cuda
+    _same_result(cpu, gpu)
+
+
+def test_metrics_take_device_arrays_on_cuda(cuda):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((1, 3, 4, 4))
+    mask = (rng.random((1, 3, 4, 4)) > 0.5).astype(np.float32)
+    on = mg.backend.to_device
+    for fn, args in [(M.relative_error, (a, b)), (M.rmse, (a[:1], b)), (M.psnr, (a[:1], b))]:
+        assert fn(*[on(v, cuda) for v in args]) == fn(*args)
+    b_tensor = mg.tensor(b, dtype=None, device=cuda)
+    assert M.relative_error(on(a, cuda), b_tensor, mask=on(mask, cuda)) == \
+        M.relative_error(a, b, mask=mask)
+    codes = rng.standard_normal((4, 10))
+    assert M.pairwise_normaliser(on(codes, cuda)) == M.pairwise_normaliser(codes)

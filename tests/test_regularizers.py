@@ -1,6 +1,7 @@
 """alpha_norm and total_variation: float64 gradient checks, loop references, boundaries."""
 import numpy as np
 import pytest
+from conftest import assert_same_on_devices
 
 import minigrad as mg
 from minigrad import F
@@ -103,3 +104,21 @@ def test_reduction_and_float32():
         np.testing.assert_allclose(fn(t32, "none").numpy(), per, rtol=1e-5)
     with pytest.raises(ValueError, match="reduction"):
         alpha_norm(t64, reduction="mean")
+
+
+@pytest.mark.parametrize("term", ["tv1", "tv2", "alpha6", "alpha_pixel3"])
+def test_value_and_gradient_on_cuda_match_cpu(term, cuda):
+    x_host = rand((2, 3, 5, 6), seed=3).astype(np.float32)
+    fn = {"tv1": lambda x: total_variation(x, 1.0, True, reduction="none"),
+          "tv2": lambda x: total_variation(x, 2.0, False, reduction="none"),
+          "alpha6": lambda x: alpha_norm(x, 6.0, False, True, reduction="none"),
+          "alpha_pixel3": lambda x: alpha_norm(x, 3.0, True, False, reduction="none")}[term]
+    out = {}
+    for device in ("cpu", cuda):
+        x = mg.Tensor(mg.backend.to_device(x_host, device), requires_grad=True)
+        y = fn(x)
+        (y * mg.tensor([1.0, -2.0], device=device)).sum().backward()
+        assert mg.backend.device_of(x.grad) == device
+        out[device] = (y, x.grad)
+    assert_same_on_devices(out["cpu"][0], out[cuda][0], term)
+    assert_same_on_devices(out["cpu"][1], out[cuda][1], f"d{term}/dx")

@@ -103,7 +103,7 @@ def build_mask(code_shape, window=None, channels=None, mask=None):
         ch[:, sl] = 1
         m *= ch
     if mask is not None:
-        m = m * np.asarray(backend.asnumpy(getattr(mask, "data", mask)), dtype=np.float32)
+        m = m * np.asarray(backend.asnumpy(backend.unwrap(mask)), dtype=np.float32)
     if not m.any():
         raise InversionError("the mask selects no entry of the code")
     return m
@@ -160,7 +160,7 @@ def _target_code(rep, image, code, layer, opts, device, xp):
             x0 = rep.preprocess(as_image(image))
             phi0 = rep.forward(x0.to(device), layer).data
             return phi0, tuple(x0.shape[-2:]), rep.deprocess(x0)
-        phi0 = xp.asarray(backend.to_device(getattr(code, "data", code), device),
+        phi0 = xp.asarray(backend.to_device(backend.unwrap(code), device),
                           dtype=xp.float32)
     if opts["size"] is not None:
         hw = tuple(opts["size"])
@@ -202,7 +202,8 @@ def _setup(rep, image, code, layer, preset, overrides):
     mask_host = build_mask(phi0.shape, opts["window"], opts["channels"], opts["mask"])
     mask = None if mask_host is None else xp.asarray(mask_host)
     loss_scale = objective.loss_scale(phi0, mask, opts, layer)
-    opts = resolve_options(rep, layer, preset, hw=hw, **overrides)
+    # the device the run used is recorded, also when the caller moved the model beforehand
+    opts = resolve_options(rep, layer, preset, hw=hw, **{**overrides, "device": device})
     p = get_preset(preset)
     scale_host = input_scale(rep)
     return Problem(

@@ -8,8 +8,7 @@ from ..backend import np
 
 
 def _host(a, dtype="float64"):
-    a = getattr(a, "data", a)
-    return backend.asnumpy(a).astype(dtype, copy=False)
+    return backend.asnumpy(backend.unwrap(a)).astype(dtype, copy=False)
 
 
 def _apply_mask(a, mask):

@@ -329,7 +329,7 @@ def initial_canvas(opts, rng, R, C, hw, J, scale_host):
 def _canvas_from_array(init, R, C, hw, J, scale_host):
     H, W = hw
     Hc, Wc = H + J - 1, W + J - 1
-    z = np.asarray(backend.asnumpy(getattr(init, "data", init)), dtype=np.float64)
+    z = np.asarray(backend.asnumpy(backend.unwrap(init)), dtype=np.float64)
     z = z.reshape((-1, C) + z.shape[-2:]) / scale_host
     if z.shape[-2:] == (H, W) and J > 1:
         centre = (J - 1) // 2
