@@ -66,7 +66,9 @@ def installed():
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            # ending on a signal: ignore later ones, or one arriving while the interpreter
+            # shuts down (when Python drops its own handlers) would kill the exit status
+            signal.signal(s, signal.SIG_IGN if _state.received else handler)
         _state = outer
 
 
