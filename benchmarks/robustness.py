@@ -53,7 +53,7 @@ def grid(nets, presets, images, layers=None):
     cases = []
     for net in nets:
         names = {"alexnet": ALEXNET, "vgg16": VGG, "caffenet": ALEXNET,
-                 "caffe-alexnet": ALEXNET}.get(net, [net])
+                 "caffe-alexnet": ALEXNET}.get(net, ["hog" if net == "hogb" else net])
         for layer in layers or names:
             for preset in presets:
                 for image in images:
