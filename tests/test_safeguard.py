@@ -200,3 +200,12 @@ def test_a_backoff_is_in_metrics_json(tmp_path):
     lrs = [float(r.split(",")[1]) for r in rows[1:]]
     sched = [v for v, n in meta["options"]["schedule"] for _ in range(n)]
     assert len(lrs) == len(sched) and any(a < b for a, b in zip(lrs, sched))  # capped rates
+
+
+def test_paper_report_shows_a_diverged_layer_as_diverged():
+    from benchmarks.paper import report
+
+    details = [{"layer": "pool2", "config": "cvpr15", "status": "non-finite"},
+               {"layer": "pool2", "config": "ijcv16", "status": "completed"}]
+    assert report._curve_cell(188.5, details, "cvpr15") == "*diverged*"
+    assert report._curve_cell(0.3125, details, "ijcv16") == "0.312"
