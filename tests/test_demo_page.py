@@ -56,7 +56,7 @@ def test_every_linked_file_exists_and_the_page_shows_what_it_should(tmp_path, ca
     p = Links()
     p.feed(page)
     assert p.links and all(os.path.isfile(os.path.join(out, link)) for link in p.links)
-    for net, sub, rows in sections:  # every per-layer image is linked
+    for net, _, rows in sections:  # every per-layer image is linked
         for r in rows:
             assert f"{net}/layers/{r['layer']}.png" in p.links
     text = " ".join(p.text)
@@ -77,6 +77,6 @@ def test_every_linked_file_exists_and_the_page_shows_what_it_should(tmp_path, ca
 def test_demo_settings_fit_the_budget():
     s = demo.settings_for(False)
     assert s["layers"] == demo.DEMO_LAYERS and set(s["schedules"]) == set(demo.DEMO_LAYERS) | {
-        "features"}
-    assert all(v[0] == 100 for k, v in s["schedules"].items() if k != "features")  # phase 1 whole
+        "hog", "dsift"}
+    assert all(v[0] == 100 for k, v in s["schedules"].items() if k in demo.DEMO_LAYERS)
     assert demo.settings_for(False, iters=50)["schedules"] is None
