@@ -233,9 +233,9 @@ def _phases(lengths):
 def _page(out, sections, interrupted, total, settings):
     parts = ["<!doctype html><meta charset='utf-8'><title>minigrad demo</title>",
              f"<style>{STYLE}</style>", "<h1>minigrad feature inversion demo</h1>",
-             "<p>Reconstructions of the bundled sample image from HOG, DSIFT and AlexNet "
-             "conv1…pool5: each picture is the image whose code at that layer matches the "
-             "original's. Click a picture for the file. All pictures: "
+             "<p>Reconstructions of the bundled sample image from HOG, DSIFT and AlexNet's "
+             "conv and pool layers conv1…pool5: each picture is the image whose code at that "
+             "layer matches the original's. Click a picture for the file. All pictures: "
              "<a href='contact_sheet.png'>contact_sheet.png</a>; numbers: "
              "<a href='metrics.json'>metrics.json</a>.</p>",
              _settings_table(settings, total, interrupted)]
