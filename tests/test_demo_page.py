@@ -80,3 +80,10 @@ def test_demo_settings_fit_the_budget():
         "hog", "dsift"}
     assert all(v[0] == 100 for k, v in s["schedules"].items() if k in demo.DEMO_LAYERS)
     assert demo.settings_for(False, iters=50)["schedules"] is None
+
+
+def test_loss_plot_ticks_are_round_numbers():
+    assert im.nice_ticks(399) == [0, 100, 200, 300]
+    assert im.nice_ticks(299) == [0, 50, 100, 150, 200, 250]
+    assert im.nice_ticks(9) == [0, 2, 4, 6, 8] and im.nice_ticks(0) == [0]
+    assert all(t % 200 == 0 for t in im.nice_ticks(799))
