@@ -13,8 +13,11 @@ Examples::
 Every error is one line on stderr and a non-zero exit status (set MINIGRAD_DEBUG=1 for the
 traceback). Ctrl-C or SIGTERM during an inversion writes the current image and metrics, marked
 ``"interrupted": true``, and exits with status 130 (SIGINT) or 143 (SIGTERM); further signals
-wait until those files are written. Output files are written atomically, with the modes the
-umask gives; the output directory is created only when there is something to write.
+wait until those files are written. When an inversion diverges even after the loop's
+safeguard has lowered the learning rate (minigrad/inversion/safeguard.py), ``invert`` still
+writes its files (status ``non-finite``, the last finite iterate) and exits with status 3.
+Output files are written atomically, with the modes the umask gives; the output directory is
+created only when there is something to write.
 """
 import argparse
 import os
@@ -27,6 +30,7 @@ from .app.outdir import check_out_dir
 from .app.outputs import check_layer, load_rep, out_dir, read_input, say
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+EXIT_DIVERGED = 3  # the safeguard gave up: the energy stayed non-finite after its back-offs
 
 
 def _overrides(args):
@@ -48,7 +52,7 @@ def _prepare(args):
 
 # --- subcommands ---------------------------------------------------------------------------------
 def cmd_invert(args):
-    from .app.outputs import write_invert_outputs
+    from .app.outputs import shown_error, write_invert_outputs
     from .app.progress import Progress
     from .inversion import invert, resolve_options, schedule_for
 
@@ -79,14 +83,17 @@ def cmd_invert(args):
         if inspector is not None:
             say(f"gradients: {inspector.write()}", args.quiet)
     m = result.metrics
-    say(f"{rep.name} {layer}: relative error {m['relative_error']:.4f}"
+    say(f"{rep.name} {layer}: relative error {shown_error(m['relative_error'], result.status)}"
         + (f", PSNR {m['psnr']:.2f} dB" if "psnr" in m else "")
         + f", {m['iterations']} iterations in {result.wall_time:.1f} s -> {out}", args.quiet)
-    if result.status == "non-finite":
-        say(f"warning: {result.message}; a lower --lr (e.g. a tenth) usually avoids this")
+    if m.get("lr_backoffs"):
+        say(f"note: {result.message}", args.quiet)
     if interrupted:
         say(f"interrupted: wrote the current image and metrics to {out}")
         return signals.exit_status(EXIT_INTERRUPTED)
+    if result.status == "non-finite":
+        say(f"error: diverged: {result.message}; try a lower --lr (e.g. a hundredth)")
+        return EXIT_DIVERGED
     return 0
 
 

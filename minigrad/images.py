@@ -285,6 +285,17 @@ _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 
             (140, 86, 75), (227, 119, 194), (127, 127, 127)]
 
 
+def nice_ticks(last, target=6):
+    """Round tick positions 0, s, 2s, … ≤ ``last`` with s in 1, 2, 5 × 10^k, about ``target`` of
+    them (399 -> 0 100 200 300; 299 -> 0 50 100 … 250)."""
+    if last <= 0:
+        return [0]
+    raw = last / target
+    mag = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return list(range(0, int(last) + 1, int(step)))
+
+
 def plot_curves(curves, title="", xlabel="iteration", size=(640, 400)):
     """Line plot on a log-scale y axis: ``curves`` maps a name to a list of values.
 
@@ -322,10 +333,10 @@ def plot_curves(curves, title="", xlabel="iteration", size=(640, 400)):
         _, yy = px(0, e)
         d.line([left, yy, W - right, yy], fill=(225, 225, 225))
         d.text((8, yy - 7), f"1e{e}", fill=(0, 0, 0), font=font)
-    for k in range(5):
-        i = (n - 1) * k / 4
+    for i in nice_ticks(n - 1):
         xx, _ = px(i, lo)
-        d.text((xx - 10, H - bottom + 5), f"{int(round(i))}", fill=(0, 0, 0), font=font)
+        d.line([xx, H - bottom, xx, H - bottom + 4], fill=(0, 0, 0))
+        d.text((xx - 4 * len(str(i)), H - bottom + 6), str(i), fill=(0, 0, 0), font=font)
     d.text((left + pw // 2 - 25, H - 18), xlabel, fill=(0, 0, 0), font=font)
     for k, (name, (idx, y)) in enumerate(series.items()):
         colour = _COLOURS[k % len(_COLOURS)]

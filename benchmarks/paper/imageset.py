@@ -36,6 +36,14 @@ EXTRA = {  # name -> (file in skimage/data/, description, licence)
     "grass": ("grass.png", "grass, DeviantArt user linolafett (grey crop)", "CC0"),
     "hubble": ("hubble_deep_field.jpg", "Hubble eXtreme Deep Field, NASA", "public domain"),
 }
+MORE = {  # further photographs of the same wheel, used by benchmarks/robustness.py
+    "brick": ("brick.png", "brick wall, CC0Textures Bricks25 (grey)", "CC0"),
+    "gravel": ("gravel.png", "gravel, CC0Textures Gravel04 (grey)", "CC0"),
+    "moon": ("moon.png", "surface of the moon, photograph by Stefan van der Walt (grey)",
+             "public domain"),
+    "retina": ("retina.jpg", "fundus photograph of a normal left eye, Wikimedia Commons",
+               "CC0"),
+}
 
 
 def cache_dir():
@@ -68,7 +76,7 @@ def _wheel(log):
 
 def extra_bytes(name, log=print):
     """The original file of extra image ``name`` (bytes), from the cache or the wheel."""
-    fname = EXTRA[name][0]
+    fname = {**EXTRA, **MORE}[name][0]
     cached = cache_dir() / "images" / fname
     if cached.is_file():
         return cached.read_bytes()
@@ -93,7 +101,7 @@ def load(name, log=print):
         src = f"minigrad/data/{name}.png"
     else:
         data = extra_bytes(name, log)
-        fname, desc, lic = EXTRA[name]
+        fname, desc, lic = {**EXTRA, **MORE}[name]
         src = f"scikit-image {SKIMAGE_VERSION} wheel, skimage/data/{fname}"
     with Image.open(io.BytesIO(data)) as im:
         a = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()

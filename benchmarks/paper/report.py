@@ -199,6 +199,14 @@ def _retried(details, config):
     return any(x.get("retried") for x in details if x["config"] == config)
 
 
+def _curve_cell(error, details, config):
+    """A layer's error, or *diverged* when the loop's safeguard gave up (status non-finite:
+    the number would be that of an arbitrary iterate)."""
+    if any(x["status"] == "non-finite" for x in details if x["config"] == config):
+        return "*diverged*"
+    return f"{error:.3f}" + ("†" if _retried(details, config) else "")
+
+
 def _retries(res):
     if not res.get("retries"):
         return ("No run diverged: every inversion above ended with a finite energy.\n")
@@ -230,8 +238,8 @@ def _curve_table(r):
         jit = next((x["jitter"] for x in d if x["config"] != "cvpr15"), None)
         rows.append([layer, f"{lam:g}" if lam is not None else "—",
                      str(jit) if jit is not None else "—"]
-                    + [f"{r['curves'][c][i]:.3f}" + ("†" if _retried(d, c) else "")
-                       + _naturalness(d, c) for c in configs])
+                    + [_curve_cell(r["curves"][c][i], d, c) + _naturalness(d, c)
+                       for c in configs])
     note = ("\n\nEach cell: relative error / naturalness (IJCV16: the intersection of the "
             "18-bin gradient-orientation histograms of the original and the reconstruction, "
             "1 = the original's statistics).") if nat else ""

@@ -106,6 +106,12 @@ def versions():
             "platform": platform.platform()}
 
 
+def shown_error(value, status, digits=4):
+    """The relative error as shown to a user: "diverged" when the run's energy went non-finite
+    (the safeguard gave up: the number would be that of an arbitrary iterate)."""
+    return "diverged" if status == "non-finite" else f"{value:.{digits}f}"
+
+
 # --- one inversion's files ---------------------------------------------------------------------
 def describe(rep, layer):
     return rep.name if layer == rep.name else f"{rep.name} {layer}"
@@ -201,7 +207,7 @@ def write_invert_outputs(out, rep, layer, result, image_path, notes, interrupted
 
 # --- sweeps ------------------------------------------------------------------------------------
 SWEEP_COLUMNS = ["layer", "relative_error", "psnr", "iterations", "time_s", "cpu_s", "status",
-                 "lambda_tv", "jitter"]
+                 "lambda_tv", "jitter", "lr_backoffs"]
 
 
 def _invert_layer(rep, image, layer, preset, overrides, quiet, frames=None, out=None):
@@ -223,6 +229,7 @@ def _invert_layer(rep, image, layer, preset, overrides, quiet, frames=None, out=
         movie.write(os.path.join(out, "layers"), png_frames=frames[1], name=f"{layer}-evolution")
     m = result.metrics
     row = {"layer": layer, "relative_error": m["relative_error"], "psnr": m.get("psnr"),
+           "lr_backoffs": m.get("lr_backoffs", 0),
            "iterations": m["iterations"], "time_s": result.wall_time,
            "cpu_s": time.process_time() - cpu0, "status": result.status,
            "lambda_tv": result.options.get("lambda_tv"), "jitter": result.options.get("jitter")}
@@ -248,9 +255,10 @@ def run_sweep(rep, image, layers, out, preset="cvpr15", overrides=None, quiet=Fa
         im.save_png(os.path.join(out, "layers", f"{layer}.png"), rec)
         rows.append(row)
         tiles.append(rec)
-        labels.append(f"{layer} {row['relative_error']:.2f}")
-        say(f"{rep.name} {layer}: relative error {row['relative_error']:.4f}, "
-            f"{result.wall_time:.1f} s", quiet)
+        labels.append(f"{layer} {shown_error(row['relative_error'], row['status'], 2)}")
+        say(f"{describe(rep, layer)}: relative error "
+            f"{shown_error(row['relative_error'], row['status'])}, {result.wall_time:.1f} s"
+            + (f" ({result.message})" if result.message else ""), quiet)
         if result.status == "interrupted":
             interrupted = True
             break
@@ -273,6 +281,7 @@ def format_table(rows):
     lines = [f"{'layer':<10} {'rel.err':>8} {'PSNR':>7} {'iters':>6} {'time s':>7}"]
     for r in rows:
         psnr = "" if r.get("psnr") is None else f"{r['psnr']:.2f}"
-        lines.append(f"{r['layer']:<10} {r['relative_error']:>8.4f} {psnr:>7} "
+        lines.append(f"{r['layer']:<10} {shown_error(r['relative_error'], r.get('status')):>8} "
+                     f"{psnr:>7} "
                      f"{r['iterations']:>6} {r['time_s']:>7.1f}")
     return "\n".join(lines)

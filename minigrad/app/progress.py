@@ -34,7 +34,8 @@ class Progress:
         rate = n / max(now - self.t0, 1e-9)
         text = (f"{self.desc} [{'#' * fill}{'.' * (self.width - fill)}] {n}/{self.total} "
                 f"E={terms['energy']:.4g} loss={terms['loss']:.4g} tv={terms['tv']:.3g} "
-                f"alpha={terms['alpha']:.3g} lr={terms['lr']:.3g} {rate:.1f} it/s")
+                f"alpha={terms['alpha']:.3g} lr={terms['lr']:.3g}{_backoffs(terms)} "
+                f"{rate:.1f} it/s")
         self.stream.write(("\r" + text + "\033[K") if self.tty else text + "\n")
         self.stream.flush()
 
@@ -42,3 +43,9 @@ class Progress:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _backoffs(terms):
+    """" (N back-offs)" once the loop's safeguard has lowered the rate (safeguard.py)."""
+    n = terms.get("backoffs", 0)
+    return f" ({n} back-off{'s' if n != 1 else ''})" if n else ""

@@ -79,8 +79,14 @@ maxima). With "l2", ``metrics`` also holds ``naturalness`` (IJCV16: the intersec
 gradient-orientation histograms of the original and the reconstruction) when the original is
 known.
 
-Non-finite energy stops the run: ``status="non-finite"``, a message saying where, and ``x`` is
-the last iterate whose energy was finite. On the CPU the same seed gives bit-identical output.
+**The safeguard** (``safeguard.py``, on for both presets; ``safeguard=False`` turns it off):
+when the energy becomes non-finite or grows more than 100× within 5 steps, the loop goes back to
+its best recent snapshot (x and the optimiser's state), caps the learning rate at a tenth of
+the failing step's and redoes the steps; at most 3 back-offs, recorded in ``history["lr"]`` and
+in the metrics ``lr_backoffs`` / ``lr_backoff_steps``. Where the schedule is stable it never
+acts and the run is bit-identical to the loop without it. When it gives up, the run stops:
+``status="non-finite"``, a message saying where, and ``x`` is the last iterate whose energy
+was finite. On the CPU the same seed gives bit-identical output.
 """
 from .loop import (  # noqa: F401
     TERMS,

@@ -20,6 +20,7 @@ from .objectives import FeatureLoss, get_objective  # noqa: F401 - FeatureLoss: 
 from .optim import project_pixel_norm
 from .presets import InversionError, get_preset, initial_canvas, resolve_options
 from .regularizers import alpha_norm, total_variation
+from .safeguard import Safeguard
 
 TERMS = ("loss", "alpha", "tv", "energy")
 
@@ -254,6 +255,12 @@ class History:
     def last(self):
         return {n: self.lists[n][-1] for n in TERMS}
 
+    def truncate(self, step):
+        """Drop the host entries of ``step`` and later (the steps a back-off redoes)."""
+        keep = sum(1 for s in self.lists["step"] if s < step)
+        for values in self.lists.values():
+            del values[keep:]
+
 
 def _energy(pb, xt, oy, ox):
     """Per-restart (loss, α-term, TV-term, energy) Tensors (R,) of the canvas ``xt`` whose
@@ -290,6 +297,8 @@ class Run:
     status: str = "completed"
     message: str = ""
     small_changes: int = 0
+    guard: object = None  # the Safeguard (safeguard.py): snapshots and back-offs
+    redo: object = None  # set by a back-off: the step to go back to
 
 
 def _optimise(pb, x, rng):
@@ -297,9 +306,11 @@ def _optimise(pb, x, rng):
     opts, sched, xp = pb.opts, pb.schedule, pb.xp
     opt = get_preset(opts["preset"]).optimizer(opts)
     run, history = Run(x=x, snapshot=x.copy()), History(xp)
+    run.guard, step = Safeguard(opt, opts["safeguard"]), 0
+    run.guard.save(x, 0, math.inf)  # the start: something to go back to before the first sync
     try:
-        for step in range(sched.total):
-            run.step, lr = step, sched(step)
+        while step < sched.total:
+            run.step, lr = step, run.guard.rate(sched(step))
             if sched.changes_at(step):
                 opt.reset()  # CVPR15: momentum reset at each rate change; IJCV16: v at phase 2
             oy, ox = _crop_offset(pb, rng, step)
@@ -311,11 +322,15 @@ def _optimise(pb, x, rng):
             if ((step + 1) % pb.sync_every == 0 or step + 1 == sched.total) and \
                     _sync(pb, run, history, lr):
                 break
+            if run.redo is not None:  # a back-off: x and the optimiser are the snapshot's
+                step, run.redo = run.redo, None
+                continue
             g = xt.grad if pb.weights.step_scale == 1.0 else xt.grad * pb.weights.step_scale
             opt.step(run.x, g, lr)
             if opts["bound"] is not None:
                 project_pixel_norm(run.x, opts["bound"])
             del xt, loss, ra, tv, e
+            step += 1
     except KeyboardInterrupt:
         if opts["on_interrupt"] == "raise":
             raise
@@ -331,30 +346,50 @@ def _optimise(pb, x, rng):
 def _sync(pb, run, history, lr):
     """A host sync: record the terms, stop on a non-finite energy, snapshot x, early stop and
     callback. Returns True when the loop must stop."""
-    opts, step = pb.opts, run.step
+    opts, step, guard = pb.opts, run.step, run.guard
+    first = len(history.lists["energy"])
     bad = history.flush()
+    failed = guard.failure(history.lists["energy"], first) if guard.enabled else None
+    if failed is not None and guard.can_back_off():
+        _back_off(run, history, *failed)
+        return False
     if bad is not None:
         s, row = bad
         which = [n for n, v in zip(TERMS, row) if not math.isfinite(v)]
         run.status = "non-finite"
         run.message = (f"the energy became non-finite at iteration {s} ({', '.join(which)}"
-                       f" = {', '.join(str(row[TERMS.index(n)]) for n in which)}); "
-                       f"stopped, keeping the last finite x (iteration {run.snapshot_step})")
+                       f" = {', '.join(str(row[TERMS.index(n)]) for n in which)})"
+                       + (f" after {guard.backoffs} learning-rate back-offs" if guard.backoffs
+                          else "")
+                       + f"; stopped, keeping the last finite x (iteration {run.snapshot_step})")
         run.x = run.snapshot
         return True
-    run.snapshot, run.snapshot_step = run.x.copy(), step
+    guard.save(run.x, step, history.lists["energy"][-1])
+    run.snapshot, run.snapshot_step = guard.x, step
     energy = history.lists["energy"]
     if opts["tol"] is not None and len(energy) >= 2:
         rel = abs(energy[-2] - energy[-1]) / max(abs(energy[-1]), 1e-30)
         run.small_changes = run.small_changes + 1 if rel < opts["tol"] else 0
     if opts["callback"] is not None:
-        opts["callback"](step, pb.central(run.x) * pb.scale, {**history.last(), "lr": lr})
+        opts["callback"](step, pb.central(run.x) * pb.scale,
+                         {**history.last(), "lr": lr, "backoffs": guard.backoffs})
     if opts["tol"] is not None and run.small_changes >= opts["patience"]:
         run.status = "converged"
         run.message = (f"relative energy change below {opts['tol']} for "
                        f"{opts['patience']} iterations; stopped at iteration {step}")
         return True
     return False
+
+
+def _back_off(run, history, index, reason):
+    """The safeguard's back-off after the failing history entry ``index``: x and the optimiser
+    go back to a snapshot, the steps from there are dropped from the history and redone."""
+    h, guard = history.lists, run.guard
+    run.x, run.redo = guard.back_off(h["step"][index], h["lr"][index])
+    history.truncate(run.redo)
+    run.message = (f"{guard.backoffs} learning-rate back-off(s) (at iteration(s) "
+                   f"{', '.join(map(str, guard.backoff_steps))}; the last: the energy {reason}; "
+                   f"redone from iteration {run.redo} at lr {guard.cap:.3g})")
 
 
 # --- summarise -------------------------------------------------------------------------------
@@ -367,7 +402,8 @@ def _summarise(pb, run, history, t_start):
         phi = pb.rep.forward(Tensor(x_in), pb.layer).data
     h = history.lists
     met = {**pb.objective.metrics(phi, pb),
-           "iterations": len(h["energy"]), "layer": pb.layer, "representation": pb.rep.name}
+           "iterations": len(h["energy"]), "layer": pb.layer, "representation": pb.rep.name,
+           **run.guard.metrics()}
     if h["energy"]:
         met.update({f"final_{t}": h[t][-1] for t in TERMS})
     if pb.original is not None and pb.original.shape == images[0].shape:

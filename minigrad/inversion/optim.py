@@ -71,6 +71,13 @@ class MomentumSGD:
     def reset(self):
         self.m = None
 
+    def get_state(self):
+        """A copy of the momentum buffer (for the safeguard's snapshots)."""
+        return {"m": None if self.m is None else self.m.copy()}
+
+    def set_state(self, state):
+        self.m = None if state["m"] is None else state["m"].copy()
+
     def step(self, x, g, lr):
         if self.m is None:
             self.m = get_array_module(x).zeros_like(x)
@@ -94,6 +101,13 @@ class AdaGradMomentum:
     def reset(self):
         if self.v is not None:
             self.v[...] = 0
+
+    def get_state(self):
+        """Copies of G and v (for the safeguard's snapshots)."""
+        return {k: None if a is None else a.copy() for k, a in (("G", self.G), ("v", self.v))}
+
+    def set_state(self, state):
+        self.G, self.v = (None if state[k] is None else state[k].copy() for k in ("G", "v"))
 
     def step(self, x, g, lr):
         xp = get_array_module(x)

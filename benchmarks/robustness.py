@@ -1,0 +1,232 @@
+"""Robustness of the default schedules: does any inversion diverge on ordinary photographs?
+
+    python -m benchmarks.robustness                 # the whole grid (hours on 2 cores)
+    python -m benchmarks.robustness --quick         # a CI-sized subset (< ~1 min)
+    python -m benchmarks.robustness --nets alexnet --presets cvpr15 --images astronaut chelsea
+    python -m benchmarks.robustness --table runs.jsonl    # the tables of recorded runs
+
+Cases: 12 freely licensed photographs (the four bundled samples and eight scikit-image ones,
+fetched as ``benchmarks/paper/imageset.py`` does) × every layer conv1…pool5 of ``alexnet``
+(224 px), the five VGG-16 block outputs (112 px), HOG, HOGb and DSIFT (grey, 128 px by default),
+and ``caffenet``/``caffe-alexnet`` when their weights are cached (227 px) × both presets, each
+at the preset's default schedule with the loop's safeguard on (``minigrad/inversion/safeguard.py``).
+
+Each run is appended to a JSON-lines file (``--runs``; runs already there are skipped, so a
+long grid can be run in pieces). For every run that backed off, the same inversion is run once
+more with ``safeguard=False`` ("today's" loop): if that one completed, its relative error is
+the comparison. A run that did not back off is by construction the same computation as
+today's (``tests/test_safeguard.py`` checks the bit identity), so its ratio is 1.
+
+Tables: per network, layer and preset — runs, divergences (status ``non-finite``: the
+safeguard gave up; target 0), runs with back-offs (and how many of those diverged without the
+safeguard), the relative error (median and worst over the images), the worst new/old error ratio
+where both completed (target ≤ 1.02), and the largest energy growth over 5 steps seen in runs
+that did not back off (the margin below the safeguard's factor of 100).
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import models
+from benchmarks.paper import imageset
+from minigrad.inversion import invert
+from minigrad.inversion.safeguard import GROWTH_FACTOR, WINDOW
+from weights import cache as weights_cache
+
+IMAGES = list(imageset.BUNDLED) + list(imageset.EXTRA) + list(imageset.MORE)
+ALEXNET = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4",
+           "relu4", "conv5", "relu5", "pool5"]
+VGG = ["pool1", "pool2", "pool3", "pool4", "pool5"]  # the five block outputs
+FEATURES = ["hog", "hogb", "dsift"]
+PRESETS = ["cvpr15", "ijcv16"]
+SIZES = {"alexnet": 224, "vgg16": 112, "caffenet": 227, "caffe-alexnet": 227}
+
+
+def grid(nets, presets, images, layers=None):
+    """The (net, layer, preset, image) cases, in the order they are run."""
+    cases = []
+    for net in nets:
+        names = {"alexnet": ALEXNET, "vgg16": VGG, "caffenet": ALEXNET,
+                 "caffe-alexnet": ALEXNET}.get(net, ["hog" if net == "hogb" else net])
+        for layer in layers or names:
+            for preset in presets:
+                for image in images:
+                    cases.append((net, layer, preset, image))
+    return cases
+
+
+def max_growth(energy):
+    """The largest e_i / min(e_{i-WINDOW}..e_{i-1}): what the safeguard's test compares."""
+    worst = 1.0
+    for i in range(1, len(energy)):
+        ref = min(energy[max(0, i - WINDOW):i])
+        if ref > 0 and math.isfinite(energy[i]):
+            worst = max(worst, energy[i] / ref)
+    return worst
+
+
+def one_run(rep, image, layer, preset, iters):
+    """The record of one case (and of today's loop on it when the safeguard backed off)."""
+    extra = {} if iters is None else {"iters": iters}
+    r = invert(rep, image, layer, preset=preset, **extra)
+    m = r.metrics
+    rec = {"status": r.status, "relative_error": m["relative_error"],
+           "backoffs": m["lr_backoffs"], "backoff_steps": m["lr_backoff_steps"],
+           "iterations": m["iterations"], "seconds": round(r.wall_time, 2),
+           "max_growth": max_growth(r.history["energy"]) if not m["lr_backoffs"] else None}
+    if m["lr_backoffs"]:
+        old = invert(rep, image, layer, preset=preset, safeguard=False, **extra)
+        rec.update(old_status=old.status, old_relative_error=old.metrics["relative_error"])
+    return rec
+
+
+def load_image(name, size):
+    """The photograph as every method sees it: shorter side to ``size``, central square crop
+    (RGB; HOG and DSIFT convert to grey themselves)."""
+    a, _ = imageset.load(name, log=lambda *a: None)
+    return imageset.square(a, size)
+
+
+def _reps(nets, device="cpu"):
+    out = {}
+    for net in nets:
+        if net in ("caffenet", "caffe-alexnet") and weights_cache.cached_path(net) is None:
+            print(f"skipping {net}: its weights are not cached", file=sys.stderr)
+            continue
+        out[net] = models.get(net)
+    return out
+
+
+def run_grid(args):
+    done = set()
+    if os.path.exists(args.runs):
+        with open(args.runs) as f:
+            done = {tuple(json.loads(line)["case"]) for line in f if line.strip()}
+    reps = _reps(args.nets)
+    cases = [c for c in grid(list(reps), args.presets, args.images, args.layers)
+             if tuple(c) not in done]
+    print(f"{len(cases)} runs to do ({len(done)} already in {args.runs})", file=sys.stderr)
+    t0 = time.perf_counter()
+    for i, (net, layer, preset, name) in enumerate(cases):
+        rep = reps[net]
+        size = SIZES.get(net, args.feature_size)
+        rec = one_run(rep, load_image(name, size), layer, preset, args.iters)
+        rec = {"case": [net, layer, preset, name], "size": size, "iters_override": args.iters,
+               **rec}
+        with open(args.runs, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(f"[{i + 1}/{len(cases)} {time.perf_counter() - t0:.0f} s] {net} {layer} {preset} "
+              f"{name}: {rec['status']}, error {rec['relative_error']:.4f}, back-offs "
+              f"{rec['backoffs']}" + (f" (without: {rec['old_status']})" if rec["backoffs"]
+                                      else ""), file=sys.stderr, flush=True)
+
+
+def summarise(records):
+    """Rows per (net, layer, preset) and the totals."""
+    groups = {}
+    for r in records:
+        groups.setdefault(tuple(r["case"][:3]), []).append(r)
+    rows = []
+    for (net, layer, preset), rs in groups.items():
+        ok = [r["relative_error"] for r in rs if r["status"] != "non-finite"]
+        backed = [r for r in rs if r["backoffs"]]
+        compared = [r["relative_error"] / r["old_relative_error"] for r in backed
+                    if r.get("old_status") == "completed"]
+        growth = [r["max_growth"] for r in rs if r["max_growth"] is not None]
+        rows.append({
+            "net": net, "layer": layer, "preset": preset, "runs": len(rs),
+            "diverged": sum(r["status"] == "non-finite" for r in rs),
+            "backed_off": len(backed), "backoffs": sum(r["backoffs"] for r in rs),
+            "old_diverged": sum(r.get("old_status") == "non-finite" for r in backed),
+            "median": statistics.median(ok) if ok else None, "worst": max(ok) if ok else None,
+            "compared": len(compared), "worst_ratio": max(compared) if compared else None,
+            "max_growth": max(growth) if growth else None,
+            "seconds": sum(r["seconds"] for r in rs)})
+    return rows
+
+
+def markdown(rows):
+    def f(v, fmt):
+        return "—" if v is None else format(v, fmt)
+
+    out = ["| net | layer | preset | runs | diverged | runs with back-offs (diverged without) "
+           "| median error | worst error | worst ratio to today (n) | max 5-step growth |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['net']} | {r['layer']} | {r['preset']} | {r['runs']} | "
+                   f"{r['diverged']} | {r['backed_off']} ({r['old_diverged']}) | "
+                   f"{f(r['median'], '.3f')} | {f(r['worst'], '.3f')} | "
+                   f"{f(r['worst_ratio'], '.3f')} ({r['compared']}) | "
+                   f"{f(r['max_growth'], '.2f')} |")
+    n = sum(r["runs"] for r in rows)
+    growth = [r["max_growth"] for r in rows if r["max_growth"] is not None]
+    out.append("")
+    out.append(f"Totals: {n} runs, {sum(r['diverged'] for r in rows)} divergences, "
+               f"{sum(r['backed_off'] for r in rows)} runs with back-offs "
+               f"({sum(r['backoffs'] for r in rows)} back-offs; "
+               f"{sum(r['old_diverged'] for r in rows)} of those runs diverge without the "
+               f"safeguard); largest 5-step energy growth in a run without back-off "
+               f"{f(max(growth) if growth else None, '.2f')} (the safeguard's factor: "
+               f"{GROWTH_FACTOR:g}); {sum(r['seconds'] for r in rows):.0f} s inside invert.")
+    return "\n".join(out)
+
+
+def read_runs(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help="2 images, 4 small cases, 60 iterations each (CI-sized)")
+    p.add_argument("--nets", nargs="+",
+                   default=["alexnet", "vgg16", *FEATURES, "caffenet", "caffe-alexnet"])
+    p.add_argument("--layers", nargs="+", help="only these layers (of every net given)")
+    p.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS)
+    p.add_argument("--images", nargs="+", default=IMAGES, choices=IMAGES)
+    p.add_argument("--feature-size", type=int, default=128, help="HOG/HOGb/DSIFT input size")
+    p.add_argument("--iters", type=int, help="override the schedules' length (not the grid)")
+    p.add_argument("--runs", default="robustness-runs.jsonl", help="JSON lines of the runs")
+    p.add_argument("--table", metavar="JSONL", help="only print the tables of recorded runs")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.nets, args.images, args.iters = ["hog", "dsift", "alexnet"], ["astronaut",
+                                                                           "chelsea"], 60
+        args.feature_size = 64
+    if args.table:
+        print(markdown(summarise(read_runs(args.table))))
+        return 0
+    if args.quick:
+        if os.path.exists(args.runs):
+            os.unlink(args.runs)  # the quick mode always starts afresh
+        _quick(args)
+    else:
+        run_grid(args)
+    records = read_runs(args.runs)
+    print(markdown(summarise(records)))
+    return 1 if any(r["status"] == "non-finite" for r in records) else 0
+
+
+def _quick(args):
+    """HOG and DSIFT at 64 px under both presets and AlexNet conv1 (cvpr15) at 112 px."""
+    reps = _reps(args.nets)
+    for net, layer, preset, name in (grid(["hog", "dsift"], PRESETS, args.images)
+                                     + grid(["alexnet"], ["cvpr15"], args.images, ["conv1"])):
+        rep = reps[net]
+        size = 112 if net == "alexnet" else args.feature_size
+        rec = one_run(rep, load_image(name, size), layer, preset, args.iters)
+        with open(args.runs, "a") as f:
+            f.write(json.dumps({"case": [net, layer, preset, name], "size": size,
+                                "iters_override": args.iters, **rec}) + "\n")
+
+
+if __name__ == "__main__":
+    np.seterr(over="ignore")
+    sys.exit(main())
