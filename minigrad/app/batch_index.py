@@ -9,10 +9,11 @@ import json
 import os
 
 from .batch import RunDir
+from .outputs import shown_error
 
 RESULT_COLUMNS = ["task", "image", "net", "layer", "preset", "options", "seed", "status",
                   "relative_error", "psnr", "iterations", "time_s", "cpu_s", "lambda_tv",
-                  "jitter", "worker", "error"]
+                  "jitter", "lr_backoffs", "worker", "error"]
 CELL = 128
 
 
@@ -30,7 +31,7 @@ def result_row(run, task):
     row.update(status=meta["status"], relative_error=m["relative_error"], psnr=m.get("psnr"),
                iterations=m["iterations"], time_s=meta["wall_time_s"], cpu_s=meta.get("cpu_s"),
                lambda_tv=o.get("lambda_tv"), jitter=o.get("jitter"),
-               worker=f"{w.get('host')}:{w.get('pid')}" if w else None, error=meta.get("message")
+               lr_backoffs=m.get("lr_backoffs", 0), worker=f"{w.get('host')}:{w.get('pid')}" if w else None, error=meta.get("message")
                if meta["status"] not in ("completed", "converged") else None)
     return row, meta
 
@@ -72,7 +73,7 @@ def _tile(out, task, row, text):
     if row["relative_error"] is not None:
         try:
             rec, _ = im.read_image(os.path.join(out, "tasks", task.name, "reconstruction.png"))
-            return rec, f"{text} {row['relative_error']:.2f}"
+            return rec, f"{text} {shown_error(row['relative_error'], row['status'], 2)}"
         except Exception:  # noqa: BLE001 - a missing file shows as a grey tile
             pass
     return np.full((CELL, CELL, 3), 200, dtype=np.uint8), f"{text} {row['status']}"
