@@ -31,8 +31,10 @@ def result_row(run, task):
     row.update(status=meta["status"], relative_error=m["relative_error"], psnr=m.get("psnr"),
                iterations=m["iterations"], time_s=meta["wall_time_s"], cpu_s=meta.get("cpu_s"),
                lambda_tv=o.get("lambda_tv"), jitter=o.get("jitter"),
-               lr_backoffs=m.get("lr_backoffs", 0), worker=f"{w.get('host')}:{w.get('pid')}" if w else None, error=meta.get("message")
-               if meta["status"] not in ("completed", "converged") else None)
+               lr_backoffs=m.get("lr_backoffs", 0),
+               worker=f"{w.get('host')}:{w.get('pid')}" if w else None,
+               error=meta.get("message") if meta["status"] not in ("completed", "converged")
+               else None)
     return row, meta
 
 
