@@ -8,7 +8,7 @@ With ``--frames N`` each run also writes its movie (``movie.FrameRecorder``).
 """
 import os
 
-from .outputs import versions
+from .outputs import out_dir, versions
 
 HISTORY_COLUMNS = ["step", "lr", "loss", "alpha", "tv", "energy"]
 
@@ -74,6 +74,7 @@ def write_caricature_layer(out, rep, layer, result):
     """<layer>.png, loss_<layer>.png, history_<layer>.csv; returns the metrics row."""
     from .. import images as im
 
+    out_dir(out)  # created once there is something to write
     img = result.image if not isinstance(result.image, list) else result.image[0]
     im.save_png(os.path.join(out, f"{layer}.png"), img)
     im.save_png(os.path.join(out, f"loss_{layer}.png"),
