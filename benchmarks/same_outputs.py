@@ -2,6 +2,7 @@
 
     python -m benchmarks.same_outputs --save before.npz      # on the old code
     python -m benchmarks.same_outputs --compare before.npz   # on the new code: exit 1 on any change
+    python -m benchmarks.same_outputs --compare before.npz --conv im2col   # without Winograd
 
 Cases: alexnet conv3 and pool5 under both presets (the real weights when cached, else seeded
 random ones, recorded in the file), hog and dsift under cvpr15. Every case compares the final
@@ -52,8 +53,13 @@ def main(argv=None):
     g.add_argument("--save", metavar="NPZ")
     g.add_argument("--compare", metavar="NPZ")
     p.add_argument("--iters", type=int, default=150)
+    p.add_argument("--conv", default="auto", help="force a conv algorithm (e.g. im2col: the "
+                   "algorithm of the code before Winograd)")
     args = p.parse_args(argv)
-    out = run_cases(args.iters)
+    from minigrad.ops import conv_algorithms
+
+    with conv_algorithms.forced(args.conv):
+        out = run_cases(args.iters)
     if args.save:
         np.savez(args.save, **out)
         print(f"wrote {args.save}")
