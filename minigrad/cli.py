@@ -383,7 +383,7 @@ def _add_visualisation_commands(sub):
     _add_visualisation_options(p)
     p.add_argument("--layer", required=True, help="layer name (see `minigrad layers NET`)")
     p.add_argument("--channels", default="0:16", help="a:b or i,j,k (default 0:16)")
-    p.add_argument("--restarts", type=int, help="images per channel, one batch")
+    p.add_argument("--restarts", type=int_at_least(1), help="images per channel, one batch")
     p.add_argument("--bundled-maxima", action="store_true", help="natural-image maxima over "
                    "the 4 bundled photographs only (no download of the scikit-image ones)")
     p.set_defaults(func=cmd_visualize)

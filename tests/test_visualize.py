@@ -351,3 +351,18 @@ def test_leaky_relus_only_inside_the_block():
     np.testing.assert_allclose(leaky, np.where(pre > 0, pre, 0.05 * pre), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(plain, np.maximum(pre, 0))
     assert (pre < 0).any()
+
+
+def test_cli_frames_and_restarts_refuse_bad_values(tmp_path):
+    """--frames 0 on the batch sweep and --restarts 0 on visualize: one line naming the option,
+    and nothing written."""
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo(48, 64)).save(src)
+    r = run_cli("sweep", src, "--net", "hog", "--iters", "2", "--frames", "0", "--quiet",
+                "--out", tmp_path / "sw", home=tmp_path / "home")
+    assert r.returncode == 1 and "--frames must be >= 1, got 0" in r.stderr
+    assert not (tmp_path / "sw" / "tasks").exists()
+    r = run_cli("visualize", "--net", "alexnet", "--layer", "conv1", "--restarts", "0",
+                "--out", tmp_path / "viz", home=tmp_path / "home")
+    assert r.returncode == 2 and "--restarts: must be an integer >= 1, got 0" in r.stderr
+    assert not (tmp_path / "viz").exists()
