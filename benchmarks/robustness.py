@@ -4,6 +4,8 @@
     python -m benchmarks.robustness --quick         # a CI-sized subset (< ~1 min)
     python -m benchmarks.robustness --nets alexnet --presets cvpr15 --images astronaut chelsea
     python -m benchmarks.robustness --table runs.jsonl    # the tables of recorded runs
+    python -m benchmarks.robustness --shard 0/2 --blas-threads 1 &   # two processes on 2 cores
+    python -m benchmarks.robustness --shard 1/2 --blas-threads 1     # (same --runs file)
 
 Cases: 12 freely licensed photographs (the four bundled samples and eight scikit-image ones,
 fetched as ``benchmarks/paper/imageset.py`` does) × every layer conv1…pool5 of ``alexnet``
@@ -109,8 +111,9 @@ def run_grid(args):
         with open(args.runs) as f:
             done = {tuple(json.loads(line)["case"]) for line in f if line.strip()}
     reps = _reps(args.nets)
-    cases = [c for c in grid(list(reps), args.presets, args.images, args.layers)
-             if tuple(c) not in done]
+    shard, shards = args.shard
+    cases = [c for i, c in enumerate(grid(list(reps), args.presets, args.images, args.layers))
+             if i % shards == shard and tuple(c) not in done]
     print(f"{len(cases)} runs to do ({len(done)} already in {args.runs})", file=sys.stderr)
     t0 = time.perf_counter()
     for i, (net, layer, preset, name) in enumerate(cases):
@@ -119,12 +122,31 @@ def run_grid(args):
         rec = one_run(rep, load_image(name, size), layer, preset, args.iters)
         rec = {"case": [net, layer, preset, name], "size": size, "iters_override": args.iters,
                **rec}
-        with open(args.runs, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        _append(args.runs, rec)
         print(f"[{i + 1}/{len(cases)} {time.perf_counter() - t0:.0f} s] {net} {layer} {preset} "
               f"{name}: {rec['status']}, error {rec['relative_error']:.4f}, back-offs "
               f"{rec['backoffs']}" + (f" (without: {rec['old_status']})" if rec["backoffs"]
                                       else ""), file=sys.stderr, flush=True)
+
+
+def _append(path, rec):
+    """One line in one write() on an O_APPEND file: shards may share the file."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(rec) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _shard(text):
+    k, _, n = text.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (for example 0/2), got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"K/N needs 0 <= K < N, got {text!r}")
+    return k, n
 
 
 def summarise(records):
@@ -195,6 +217,9 @@ def main(argv=None):
     p.add_argument("--iters", type=int, help="override the schedules' length (not the grid)")
     p.add_argument("--runs", default="robustness-runs.jsonl", help="JSON lines of the runs")
     p.add_argument("--table", metavar="JSONL", help="only print the tables of recorded runs")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                   help="run only the cases K, K+N, K+2N, ... of the grid (N processes)")
+    p.add_argument("--blas-threads", type=int, metavar="N", help="BLAS threads (threadpoolctl)")
     args = p.parse_args(argv)
     if args.quick:
         args.nets, args.images, args.iters = ["hog", "dsift", "alexnet"], ["astronaut",
@@ -208,7 +233,10 @@ def main(argv=None):
             os.unlink(args.runs)  # the quick mode always starts afresh
         _quick(args)
     else:
-        run_grid(args)
+        from minigrad.app.batch import blas_threads
+
+        with blas_threads(args.blas_threads):
+            run_grid(args)
     records = read_runs(args.runs)
     print(markdown(summarise(records)))
     return 1 if any(r["status"] == "non-finite" for r in records) else 0

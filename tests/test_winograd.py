@@ -147,3 +147,22 @@ def test_forced_and_recorded_algorithms(rng):
     with pytest.raises(ValueError, match="forced: algorithm must be one of"):
         with conv_algorithms.forced("direct"):
             pass
+
+
+@pytest.mark.parametrize("budget, min_tiles", [(1, 1), (40, 1), (1, 5), (1 << 30, 1)],
+                         ids=["row-bands", "two-row-bands", "min-tiles", "one-band"])
+def test_winograd_bands_give_the_unbanded_result(budget, min_tiles, monkeypatch, rng):
+    """Tile rows run in bands (BAND_BUDGET, MIN_GEMM_TILES): any banding, uneven last band
+    included, must give the same output and input gradient as torch in float64."""
+    monkeypatch.setattr(winograd, "BAND_BUDGET", budget)
+    monkeypatch.setattr(winograd, "MIN_GEMM_TILES", min_tiles)
+    x, w = normal(rng, (1, 3, 23, 17)), normal(rng, (4, 3, 3, 3))
+    xt = mg.Tensor(x, requires_grad=True)
+    y = F.conv2d(xt, mg.Tensor(w), padding=1, algorithm="winograd")
+    x_th = torch.tensor(x, requires_grad=True)
+    y_th = TF.conv2d(x_th, torch.tensor(w), padding=1)
+    g = rng.standard_normal(tuple(y_th.shape))
+    y.backward(g)
+    y_th.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(y.data, y_th.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xt.grad, x_th.grad.numpy(), rtol=1e-10, atol=1e-12)

@@ -139,6 +139,12 @@ def flip_transpose(W, groups):
 # (~1 MB in float32): each band's intermediates then stay in the L2 cache. Unbanded, VGG-16's
 # 224 px layers run the whole pipeline from memory, 2–3× slower.
 BAND_BUDGET = 2 ** 18
+# ...but a band holds at least this many tiles: every band streams all of U (α²·O·C values,
+# 38 MB for a 512-channel layer) through its α² GEMMs, so bands of a few tiles (14 on VGG's
+# 28 px conv4_x at the budget alone) are bound by reading U, and tiny GEMMs pay OpenBLAS's
+# thread hand-off at 2 threads. Measured (fwd + dx, 2 threads, benchmarks.bench_ops): conv4_3
+# 60 -> 33 ms, conv3_3 64 -> 41 ms; the 224 and 112 px layers' bands already hold >= 56 tiles.
+MIN_GEMM_TILES = 64
 
 
 def correlate(x, pads, U, m, r, groups):
@@ -152,7 +158,8 @@ def correlate(x, pads, U, m, r, groups):
     alpha = m + r - 1
     x_pad = _pad_or_crop(x, top, th * m + r - 1 - H - top, left, tw * m + r - 1 - W - left)
     y = xp.empty((N, U.shape[1] * U.shape[2], th * m, tw * m), dtype=x.dtype)
-    band = max(1, min(th, BAND_BUDGET // (alpha * alpha * N * C * tw)))
+    band = max(BAND_BUDGET // (alpha * alpha * N * C * tw), -(-MIN_GEMM_TILES // tw), 1)
+    band = -(-th // -(-th // min(band, th)))  # the same number of bands, as even as possible
     for t0 in range(0, th, band):
         t1 = min(t0 + band, th)
         rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
