@@ -37,9 +37,7 @@ def read_image(path, max_pixels=MAX_PIXELS, resize=None):
     ``max_pixels``, up to a hard limit of 1e9 pixels: JPEGs are decoded at reduced size).
     Without it, images over ``max_pixels`` are refused before decoding, naming the limit.
     """
-    Image, _, _, ImageOps = _pil()
     path = os.fspath(path)
-    notes = []
     if resize is not None and (isinstance(resize, bool) or int(resize) != resize
                                or int(resize) < 8):
         raise ImageReadError(f"resize must be an integer of at least 8 pixels, got {resize!r}")
@@ -47,6 +45,18 @@ def read_image(path, max_pixels=MAX_PIXELS, resize=None):
         raise ImageReadError(f"cannot read image {path}: no such file")
     if os.path.isdir(path):
         raise ImageReadError(f"cannot read image {path}: it is a directory")
+    img, notes = _open_checked(path, max_pixels, int(resize) if resize else None)
+    img, converted = _upright_rgb(img)
+    notes += converted
+    if resize:
+        img, resized = _resize_longest_side(img, int(resize))
+        notes += resized
+    return np.asarray(img, dtype=np.uint8).copy(), notes
+
+
+def _open_checked(path, max_pixels, resize):
+    """The decoded Pillow image, its size checked from the header first; (image, notes)."""
+    Image = _pil()[0]
     limit = HARD_MAX_PIXELS if resize else max_pixels
     try:
         with warnings.catch_warnings():
@@ -64,14 +74,21 @@ def read_image(path, max_pixels=MAX_PIXELS, resize=None):
                     f"{limit / 1e6:.0f} megapixels{hint}"
                 )
             if resize:
-                _check_resized(path, w, h, int(resize), max_pixels)
-                img.draft("RGB", (int(resize), int(resize)))  # JPEG: decode at reduced scale
-            notes += _header_notes(img)
+                _check_resized(path, w, h, resize, max_pixels)
+                img.draft("RGB", (resize, resize))  # JPEG: decode at reduced scale
+            notes = _header_notes(img)
             img.load()
     except ImageReadError:
         raise
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for bad files
         raise ImageReadError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+    return img, notes
+
+
+def _upright_rgb(img):
+    """EXIF orientation applied and the pixels as 8-bit RGB; (image, notes)."""
+    Image, ImageOps = _pil()[0], _pil()[3]
+    notes = []
     orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
     if orientation not in (1, None):
         img = ImageOps.exif_transpose(img)
@@ -85,29 +102,29 @@ def read_image(path, max_pixels=MAX_PIXELS, resize=None):
         a = np.clip(np.rint(a / top * 255.0), 0, 255).astype(np.uint8)
         notes.append(f"{'16-bit' if top == 65535 else mode + '-mode'} grey image scaled to 8 bits"
                      " and converted to RGB")
-        img = Image.fromarray(a, "L").convert("RGB")
-    elif mode in ("RGBA", "LA", "PA", "RGBa") or (mode == "P" and "transparency" in img.info):
+        return Image.fromarray(a, "L").convert("RGB"), notes
+    if mode in ("RGBA", "LA", "PA", "RGBa") or (mode == "P" and "transparency" in img.info):
         from .inversion.image_input import as_image  # the same rule as invert(rep, image)
 
-        img = Image.fromarray(as_image(np.asarray(img.convert("RGBA"))), "RGB")
         notes.append(f"{mode} image: alpha channel dropped (composited on white)")
-    elif mode in ("L", "1"):
+        return Image.fromarray(as_image(np.asarray(img.convert("RGBA"))), "RGB"), notes
+    if mode != "RGB":
+        notes.append({"L": "grey image converted to RGB (equal channels)",
+                      "1": "grey image converted to RGB (equal channels)",
+                      "P": "palette image converted to RGB"}.get(mode,
+                                                                 f"{mode} image converted to RGB"))
         img = img.convert("RGB")
-        notes.append("grey image converted to RGB (equal channels)")
-    elif mode == "P":
-        img = img.convert("RGB")
-        notes.append("palette image converted to RGB")
-    elif mode != "RGB":
-        img = img.convert("RGB")
-        notes.append(f"{mode} image converted to RGB")
-    if resize:
-        n = int(resize)
-        w, h = img.size
-        if max(w, h) != n:
-            s = n / max(w, h)
-            img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.LANCZOS)
-            notes.append(f"resized from {w}x{h} to {img.size[0]}x{img.size[1]}")
-    return np.asarray(img, dtype=np.uint8).copy(), notes
+    return img, notes
+
+
+def _resize_longest_side(img, n):
+    """Lanczos-resized so that the longer side is n px; (image, notes)."""
+    w, h = img.size
+    if max(w, h) == n:
+        return img, []
+    s = n / max(w, h)
+    img = img.resize((max(1, round(w * s)), max(1, round(h * s))), _pil()[0].LANCZOS)
+    return img, [f"resized from {w}x{h} to {img.size[0]}x{img.size[1]}"]
 
 
 def _resized_size(w, h, n):

@@ -57,6 +57,17 @@ def _numeric(x):
 
 def read_mat(path):
     """(layers, normalization): layers = list of dicts name/type/weights/lrn/... in order."""
+    d = _load_mat(path)
+    if "layers" not in d:
+        if "params" in d or "vars" in d:
+            raise WeightsError(f"{path}: DagNN MatConvNet models are not supported, only simplenn")
+        raise WeightsError(f"{path}: no 'layers' variable (not a MatConvNet simplenn model)")
+    layers = [_layer(path, i, L) for i, L in enumerate(_cell(d["layers"]))]
+    return layers, _normalization(d)
+
+
+def _load_mat(path):
+    """The MAT-file's variables, after the checks that keep scipy's reader from crashing."""
     import scipy.io
 
     with open(path, "rb") as f:
@@ -73,42 +84,43 @@ def read_mat(path):
         raw = f.read()
     check_mat5(raw, str(path))  # scipy's reader crashes the process on some malformed files
     try:
-        d = scipy.io.loadmat(io.BytesIO(raw), squeeze_me=False, struct_as_record=False)
+        return scipy.io.loadmat(io.BytesIO(raw), squeeze_me=False, struct_as_record=False)
     except Exception as exc:  # scipy raises several types on corrupt/truncated input
         raise WeightsError(f"{path}: cannot read MAT file (truncated or corrupt?): {exc}") from None
-    if "layers" not in d:
-        if "params" in d or "vars" in d:
-            raise WeightsError(f"{path}: DagNN MatConvNet models are not supported, only simplenn")
-        raise WeightsError(f"{path}: no 'layers' variable (not a MatConvNet simplenn model)")
-    raw_layers = _cell(d["layers"])
-    layers = []
-    for i, L in enumerate(raw_layers):
-        ltype = _str(_field(L, "type", ""))
-        name = _str(_field(L, "name", f"layer{i + 1}"))
-        entry = {"name": name, "type": ltype}
-        if ltype == "conv":
-            w = _field(L, "weights")
-            if w is not None and np.size(w) >= 1:
-                w = _cell(w)
-                filters = _numeric(w[0])
-                biases = _numeric(w[1]) if len(w) > 1 and np.size(w[1]) else None
-            else:
-                filters = _numeric(_field(L, "filters"))
-                biases = _field(L, "biases")
-                biases = None if biases is None or not np.size(biases) else _numeric(biases)
-            if filters.ndim < 2:
-                raise WeightsError(f"{path}: layer {name} has no filters")
-            filters = filters.reshape(filters.shape + (1,) * (4 - filters.ndim))
-            entry["filters"] = filters.astype(np.float32)
-            entry["biases"] = None if biases is None else biases.astype(np.float32).ravel()
-        elif ltype in ("lrn", "normalize"):
-            param = np.asarray(_numeric(_field(L, "param")), dtype=np.float64).ravel()
-            if param.size == 4:
-                n, kappa, alpha_over_n, beta = param
-                entry["lrn"] = {"local_size": int(n), "k": float(kappa),
-                                "alpha": float(alpha_over_n * n), "beta": float(beta)}
-            entry["type"] = "lrn"
-        layers.append(entry)
+
+
+def _layer(path, i, L):
+    """One simplenn layer struct as {"name", "type", and "filters"/"biases" or "lrn"}."""
+    ltype = _str(_field(L, "type", ""))
+    name = _str(_field(L, "name", f"layer{i + 1}"))
+    entry = {"name": name, "type": ltype}
+    if ltype == "conv":
+        w = _field(L, "weights")
+        if w is not None and np.size(w) >= 1:
+            w = _cell(w)
+            filters = _numeric(w[0])
+            biases = _numeric(w[1]) if len(w) > 1 and np.size(w[1]) else None
+        else:
+            filters = _numeric(_field(L, "filters"))
+            biases = _field(L, "biases")
+            biases = None if biases is None or not np.size(biases) else _numeric(biases)
+        if filters.ndim < 2:
+            raise WeightsError(f"{path}: layer {name} has no filters")
+        filters = filters.reshape(filters.shape + (1,) * (4 - filters.ndim))
+        entry["filters"] = filters.astype(np.float32)
+        entry["biases"] = None if biases is None else biases.astype(np.float32).ravel()
+    elif ltype in ("lrn", "normalize"):
+        param = np.asarray(_numeric(_field(L, "param")), dtype=np.float64).ravel()
+        if param.size == 4:
+            n, kappa, alpha_over_n, beta = param
+            entry["lrn"] = {"local_size": int(n), "k": float(kappa),
+                            "alpha": float(alpha_over_n * n), "beta": float(beta)}
+        entry["type"] = "lrn"
+    return entry
+
+
+def _normalization(d):
+    """{"average", "image_size"} from meta.normalization (or a top-level normalization)."""
     meta = _unwrap(d.get("meta"))
     norm = _field(meta, "normalization") if meta is not None else None
     if norm is None:
@@ -121,4 +133,4 @@ def read_mat(path):
             normalization["average"] = np.asarray(_numeric(avg), dtype=np.float32)
         if size is not None:
             normalization["image_size"] = [int(s) for s in np.ravel(_numeric(size))[:2]]
-    return layers, normalization
+    return normalization
