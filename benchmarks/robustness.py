@@ -6,6 +6,7 @@
     python -m benchmarks.robustness --table runs.jsonl    # the tables of recorded runs
     python -m benchmarks.robustness --shard 0/2 --blas-threads 1 &   # two processes on 2 cores
     python -m benchmarks.robustness --shard 1/2 --blas-threads 1     # (same --runs file)
+    python -m benchmarks.robustness --from-runs ~/.cache/minigrad/paper/runs/hour
 
 Cases: 12 freely licensed photographs (the four bundled samples and eight scikit-image ones,
 fetched as ``benchmarks/paper/imageset.py`` does) × every layer conv1…pool5 of ``alexnet``
@@ -26,6 +27,9 @@ where both completed (target ≤ 1.02), and the largest energy growth over 5 ste
 that did not back off (the margin below the safeguard's factor of 100).
 """
 import argparse
+import csv
+import glob
+import hashlib
 import json
 import math
 import os
@@ -37,7 +41,7 @@ import numpy as np
 
 import models
 from benchmarks.paper import imageset
-from minigrad.inversion import invert
+from minigrad.inversion import invert, resolve_options, schedule_for
 from minigrad.inversion.safeguard import GROWTH_FACTOR, WINDOW
 from weights import cache as weights_cache
 
@@ -83,9 +87,15 @@ def one_run(rep, image, layer, preset, iters):
            "iterations": m["iterations"], "seconds": round(r.wall_time, 2),
            "max_growth": max_growth(r.history["energy"]) if not m["lr_backoffs"] else None}
     if m["lr_backoffs"]:
-        old = invert(rep, image, layer, preset=preset, safeguard=False, **extra)
-        rec.update(old_status=old.status, old_relative_error=old.metrics["relative_error"])
+        rec.update(old_run(rep, image, layer, preset, iters))
     return rec
+
+
+def old_run(rep, image, layer, preset, iters):
+    """Today's loop (no safeguard) on a case that backed off: its status and error."""
+    extra = {} if iters is None else {"iters": iters}
+    old = invert(rep, image, layer, preset=preset, safeguard=False, **extra)
+    return {"old_status": old.status, "old_relative_error": old.metrics["relative_error"]}
 
 
 def load_image(name, size):
@@ -102,7 +112,70 @@ def _reps(nets, device="cpu"):
             print(f"skipping {net}: its weights are not cached", file=sys.stderr)
             continue
         out[net] = models.get(net)
+        if out[net].input_size is not None and net in SIZES:  # the network at the grid's size
+            out[net].input_size = (SIZES[net], SIZES[net])
     return out
+
+
+def image_digest(a):
+    """The name the batch runner of benchmarks/paper gives an input array (``img-<digest>``)."""
+    a = np.ascontiguousarray(a)
+    return hashlib.sha1(a.tobytes() + str(a.shape).encode()).hexdigest()[:12]
+
+
+def harvest(run_dir, reps, cases, feature_size):
+    """{case: record} for the cases a batch run directory (``python -m benchmarks.paper``'s)
+    already ran with exactly the grid's settings: same network, layer, preset and input array,
+    seed 0, default weights, and resolved options equal to the preset's defaults (the paper
+    passes iters=400/350 and C=1 explicitly: the same inversion). Only the cases that backed
+    off still need today's loop, which ``fill_old`` runs."""
+    wanted = {}
+    for case in cases:
+        net, layer, preset, name = case
+        a = load_image(name, SIZES.get(net, feature_size))
+        wanted[(net, layer, preset, f"img-{image_digest(a)}.png")] = case
+    found = {}
+    for path in glob.glob(os.path.join(run_dir, "tasks", "*", "metrics.json")):
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+        t = meta.get("task") or {}
+        key = (t.get("net"), t.get("layer"), t.get("preset"), os.path.basename(t.get("image", "")))
+        case = wanted.get(key)
+        if case is None or t.get("seed") != 0 or t.get("weights") != "default":
+            continue
+        if not _default_inversion(reps[case[0]], case[1], case[2], t.get("options") or {},
+                                  load_image(case[3], SIZES.get(case[0], feature_size))):
+            continue
+        m = meta["metrics"]
+        energy = _history_energy(os.path.join(os.path.dirname(path), "history.csv"))
+        found[case] = {"status": meta["status"], "relative_error": m["relative_error"],
+                       "backoffs": m["lr_backoffs"], "backoff_steps": m["lr_backoff_steps"],
+                       "iterations": m["iterations"], "seconds": round(meta["wall_time_s"], 2),
+                       "max_growth": max_growth(energy) if not m["lr_backoffs"] else None,
+                       "from": os.path.relpath(os.path.dirname(path), run_dir)}
+    return found
+
+
+def _default_inversion(rep, layer, preset, overrides, image):
+    """Whether ``overrides`` (a task's options) leave the preset's inversion unchanged: the
+    same resolved options and the same step sizes at every iteration."""
+    default = dict(resolve_options(rep, layer, preset))
+    given = dict(resolve_options(rep, layer, preset, **overrides))
+    hw = tuple(rep.input_size or image.shape[:2])
+    a, b = schedule_for(default, hw), schedule_for(given, hw)
+    if len(a) != len(b) or any(a(i) != b(i) for i in range(len(a))):
+        return False
+    default.pop("iters"), given.pop("iters")
+    return _canonical(default) == _canonical(given)
+
+
+def _canonical(options):
+    return json.dumps(json.loads(json.dumps(dict(options), default=str)), sort_keys=True)
+
+
+def _history_energy(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return [float(row["energy"]) for row in csv.DictReader(f)]
 
 
 def run_grid(args):
@@ -114,12 +187,21 @@ def run_grid(args):
     shard, shards = args.shard
     cases = [c for i, c in enumerate(grid(list(reps), args.presets, args.images, args.layers))
              if i % shards == shard and tuple(c) not in done]
-    print(f"{len(cases)} runs to do ({len(done)} already in {args.runs})", file=sys.stderr)
+    found = {}
+    if args.from_runs and args.iters is None:
+        found = harvest(args.from_runs, reps, cases, args.feature_size)
+    print(f"{len(cases)} runs to do ({len(done)} already in {args.runs}, {len(found)} of the "
+          f"rest from {args.from_runs})", file=sys.stderr)
     t0 = time.perf_counter()
     for i, (net, layer, preset, name) in enumerate(cases):
         rep = reps[net]
         size = SIZES.get(net, args.feature_size)
-        rec = one_run(rep, load_image(name, size), layer, preset, args.iters)
+        image = load_image(name, size)
+        rec = found.get((net, layer, preset, name))
+        if rec is None:
+            rec = one_run(rep, image, layer, preset, args.iters)
+        elif rec["backoffs"]:
+            rec.update(old_run(rep, image, layer, preset, args.iters))
         rec = {"case": [net, layer, preset, name], "size": size, "iters_override": args.iters,
                **rec}
         _append(args.runs, rec)
@@ -220,6 +302,9 @@ def main(argv=None):
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
                    help="run only the cases K, K+N, K+2N, ... of the grid (N processes)")
     p.add_argument("--blas-threads", type=int, metavar="N", help="BLAS threads (threadpoolctl)")
+    p.add_argument("--from-runs", metavar="DIR", help="take the cases a batch run directory "
+                   "already ran with the grid's settings (e.g. the paper evaluation's "
+                   "$MINIGRAD_HOME/paper/runs/hour) instead of running them again")
     args = p.parse_args(argv)
     if args.quick:
         args.nets, args.images, args.iters = ["hog", "dsift", "alexnet"], ["astronaut",

@@ -38,3 +38,27 @@ def test_summary_counts_divergences_and_compares_with_the_old_loop():
     assert row["median"] == 0.3 and row["worst"] == 0.4  # the diverged run is not a number
     assert row["compared"] == 1 and row["worst_ratio"] == pytest.approx(1.2)
     assert robustness.max_growth([4.0, 2.0, 3.0, 1.0, 50.0]) == 50.0
+
+
+def test_cases_are_taken_from_a_paper_run_directory_with_the_same_result(tmp_path):
+    """--from-runs: a case the paper evaluation's batch runner ran with the grid's settings
+    (its explicit iters equal to the preset's default) is read back, with the same error as
+    running it; a task with other options is not taken."""
+    import models
+    from benchmarks.paper.batch import BatchRunner
+    from minigrad.app.batch import InProcess
+
+    hog = models.get("hog")
+    runner = BatchRunner(tmp_path / "runs", InProcess(), log=lambda m: None)
+    runner.uses(hog, "hog")
+    image = robustness.load_image("chelsea", 32)
+    runner.begin_pass()
+    runner(hog, image, "hog", "cvpr15", iters=800)  # = the preset's default: the same inversion
+    runner(hog, image, "hog", "ijcv16", iters=100)  # not the default schedule: not taken
+    runner.execute()
+    cases = [("hog", "hog", "cvpr15", "chelsea"), ("hog", "hog", "ijcv16", "chelsea")]
+    found = robustness.harvest(tmp_path / "runs", {"hog": hog}, cases, feature_size=32)
+    assert list(found) == [cases[0]]
+    fresh = robustness.one_run(hog, image, "hog", "cvpr15", None)
+    assert found[cases[0]]["relative_error"] == fresh["relative_error"]
+    assert found[cases[0]]["max_growth"] == fresh["max_growth"]

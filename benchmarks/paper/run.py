@@ -60,6 +60,7 @@ class Config:
     allow_random_weights: bool = False
     cnn_images: tuple = ()  # images of the CNN curves (averaged); empty: cnn_image only
     vgg_iters_ijcv: int = 0  # 0: vgg_iters for ijcv16 too
+    vgg_images: tuple = ()  # images of the VGG-16 curves; empty: those of the AlexNet curves
 
 
 CONFIGS = {
@@ -68,6 +69,17 @@ CONFIGS = {
         cnn_image="chelsea", cnn_images=ALL_IMAGES, alexnet_layers=ALEXNET_LAYERS,
         cnn_iters_cvpr=400, cnn_iters_ijcv=350, vgg_layers=VGG_LAYERS, vgg_size=224,
         vgg_iters=400, vgg_iters_ijcv=350, fig_iters=400,
+        window_layers=("conv1", "pool1", "pool2", "relu3", "relu5", "pool5"),
+        half_layers=("conv1", "pool1", "pool2"),
+    ),
+    "hour": Config(  # the largest that fits about an hour with --workers 2 on 2 cores: the
+        # papers' iteration counts everywhere, AlexNet on the 4 bundled photographs, VGG-16 at
+        # 112 px on 2 of them
+        mode="hour", table_images=ALL_IMAGES, table_size=160, table_iters=800, hog27=True,
+        cnn_image="chelsea", cnn_images=("chelsea", "astronaut", "coffee", "rocket"),
+        alexnet_layers=ALEXNET_LAYERS, cnn_iters_cvpr=400, cnn_iters_ijcv=350,
+        vgg_layers=VGG_LAYERS, vgg_size=112, vgg_iters=400, vgg_iters_ijcv=350,
+        vgg_images=("chelsea", "astronaut"), fig_iters=400,
         window_layers=("conv1", "pool1", "pool2", "relu3", "relu5", "pool5"),
         half_layers=("conv1", "pool1", "pool2"),
     ),
@@ -382,9 +394,11 @@ def evaluate(cfg, run, images, src, notes):
     vgg.input_size = (cfg.vgg_size, cfg.vgg_size)  # the instance only; layers accept any size
     run.uses(vgg, "vgg16", weights=None if vgg_w.startswith("RANDOM") else "default")
     imgv = imageset.square(src, cfg.vgg_size)
-    log(f"VGG-16 curves at {cfg.vgg_size}x{cfg.vgg_size}: {len(cfg.vgg_layers)} layers")
+    vgg_images = {n: a for n, a in cnn_images.items() if n in cfg.vgg_images} or cnn_images
+    log(f"VGG-16 curves at {cfg.vgg_size}x{cfg.vgg_size}: {len(vgg_images)} images x "
+        f"{len(cfg.vgg_layers)} layers")
     vgg_res, vgg_imgs = cnn_curves(
-        cfg, "vgg16", vgg, {n: imageset.square(a, cfg.vgg_size) for n, a in cnn_images.items()},
+        cfg, "vgg16", vgg, {n: imageset.square(a, cfg.vgg_size) for n, a in vgg_images.items()},
         cfg.vgg_layers, cfg.vgg_iters, cfg.vgg_iters_ijcv or cfg.vgg_iters, run)
     sections["vgg16 curves"] = time.perf_counter() - t
 
@@ -436,7 +450,9 @@ def parse_args(argv):
                                  "minigrad's batch runner (issue 16).")
     ap.add_argument("--protocol", choices=list(CONFIGS), default="budget",
                     help="full: the papers' protocol (every image, 400/350 iterations, VGG-16 "
-                    "at 224); budget (default): ~10 min on 2 cores; quick; tiny (the test's)")
+                    "at 224); hour: their iterations on fewer images, VGG-16 at 112 (about an "
+                    "hour with --workers 2 on 2 cores); budget (default): ~10 min on 2 cores; "
+                    "quick; tiny (the test's)")
     ap.add_argument("--quick", action="store_const", dest="protocol", const="quick",
                     help="= --protocol quick")
     ap.add_argument("--tiny", action="store_const", dest="protocol", const="tiny",
@@ -458,7 +474,7 @@ def parse_args(argv):
 
 def _paths(args, mode):
     out = Path(args.out) if args.out else (
-        HERE if mode == "budget" else HERE / mode if mode == "full"
+        HERE if mode == "budget" else HERE / mode if mode in ("full", "hour")
         else imageset.cache_dir() / mode)
     inside = out.resolve() == HERE or HERE in out.resolve().parents
     run_dir = Path(args.run_dir) if args.run_dir else (
