@@ -236,3 +236,20 @@ def test_worker_killed_mid_run_every_task_once(images, weights_file, tmp_path):
     assert sorted(record["executed"]) == sorted(r["task"] for r in rows)  # once each
     pids = {r["worker"] for r in rows}
     assert len(pids) >= 2 and f"{first['worker']['host']}:{first['worker']['pid']}" in pids
+
+
+@needs_dask
+def test_local_dask_workers_keep_glibc_malloc_defaults():
+    """Dask's nanny would start workers with MALLOC_TRIM_THRESHOLD_=65536, which makes every
+    NumPy temporary an mmap/munmap round trip (an inversion 3-4x slower); ours start
+    without it, and with one BLAS thread each."""
+    from minigrad.app.batch_dask import DaskExecutor
+
+    executor = DaskExecutor(workers=2)
+    try:
+        trim = executor.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        blas = executor.client.run(os.environ.get, "OPENBLAS_NUM_THREADS")
+    finally:
+        executor.close()
+    assert len(trim) == 2 and set(trim.values()) == {None}
+    assert set(blas.values()) == {"1"}

@@ -9,9 +9,18 @@ minigrad once, loads each network once into that module's cache and keeps it acr
 """
 import logging
 
+import dask
 from distributed import Client, LocalCluster, as_completed
 
 from .batch import BLAS_ENV, error_message, run_task
+
+# Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (to hand memory back to the
+# OS). Setting any trim threshold also switches off glibc's dynamic mmap threshold, so every
+# NumPy temporary above 128 KiB is mmap-ed, page-faulted in and unmapped again: measured here,
+# half of the workers' CPU time went to the kernel and an inversion ran 3-4x slower than in
+# one process. The local cluster's workers start without it (None unsets a pre-spawn
+# variable); workers of an existing cluster need the same in their Dask config (README).
+MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
 class DaskExecutor:
@@ -26,9 +35,10 @@ class DaskExecutor:
             self.blas = 1 if blas is None else blas
             # one BLAS thread per worker, set before the worker processes start
             env = {name: str(self.blas) for name in BLAS_ENV}
-            self.cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
-                                        processes=True, dashboard_address=None, env=env,
-                                        silence_logs=logging.ERROR)
+            with dask.config.set({MALLOC_TRIM: None}):  # see MALLOC_TRIM
+                self.cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
+                                            processes=True, dashboard_address=None, env=env,
+                                            silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
 
     def describe(self):
