@@ -164,3 +164,44 @@ def pad(x, widths, value=0.0):
     out = xp.full(shape, value, dtype=x.dtype) if value else xp.zeros(shape, dtype=x.dtype)
     out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, widths))] = x
     return out
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+KEEP_FREED_BYTES = 256 * 2 ** 20
+MMAP_THRESHOLD = 32 * 2 ** 20  # glibc's largest: arrays above it are still mapped per call
+_malloc_state = {"tuned": None}
+
+
+def keep_freed_memory(nbytes=KEEP_FREED_BYTES):
+    """Ask glibc to keep up to ``nbytes`` of freed heap memory instead of returning it to the
+    OS; returns whether it could (False off glibc, or when MINIGRAD_KEEP_FREED=0).
+
+    An optimisation step allocates and frees the same few-MB temporaries every iteration.
+    With glibc's defaults those go back to the OS at each free and are page-faulted in again
+    at the next allocation: measured on a HOG inversion at 160 px, 1,100 page faults and a
+    third of the CPU time in the kernel per iteration, 9.4 -> 4.8 ms with the memory kept.
+    Process-wide and permanent (as is glibc's own tuning); the peak RSS does not grow, the
+    RSS simply stays near its peak. Done once per process, by ``invert`` and the CLI.
+    """
+    import ctypes
+    import os
+
+    if _malloc_state["tuned"] is not None:
+        return _malloc_state["tuned"]
+    ok = False
+    if os.environ.get("MINIGRAD_KEEP_FREED", "1") != "0":
+        try:
+            libc = ctypes.CDLL(None)
+            mallopt = libc.mallopt
+        except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without it)
+            mallopt = None
+        if mallopt is not None:
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            # setting any of these fixes glibc's (otherwise adaptive) mmap threshold: set it
+            # too, at its maximum, so that arrays up to 32 MB come from the kept heap
+            ok = all(mallopt(param, value) for param, value in (
+                (_M_TOP_PAD, int(nbytes)), (_M_TRIM_THRESHOLD, int(nbytes)),
+                (_M_MMAP_THRESHOLD, MMAP_THRESHOLD)))
+    _malloc_state["tuned"] = ok
+    return ok

@@ -192,6 +192,7 @@ def _check_layer(rep, layer):
 
 
 def _setup(rep, image, code, layer, preset, overrides):
+    backend.keep_freed_memory()  # no page faults for each iteration's temporaries
     opts = resolve_options(rep, layer, preset, **overrides)
     device = backend.check_device(opts["device"] or rep.device)
     if rep.device != device:
