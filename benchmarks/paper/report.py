@@ -97,19 +97,22 @@ def render(res):
     a, v = res["alexnet"], res["vgg16"]
     add(f"{_cnn_images(res)}. Relative error sqrt(‖Φ(x*) − Φ0‖²/‖Φ0‖²) of one "
         "reconstruction (seed 0) per image, layer and formulation: "
-        f"`cvpr15` ({cfg['cnn_iters_cvpr']} "
-        f"iterations, the paper's 400-iteration schedule 100/200/100 compressed "
-        f"proportionally) and `ijcv16` with C ∈ {{{', '.join(str(c) for c in cfg['Cs'])}}} "
-        f"({cfg['cnn_iters_ijcv']} iterations, the 300 + 50 phases compressed proportionally, "
-        "jitter as in the paper).\n")
+        f"`cvpr15` ({cfg['cnn_iters_cvpr']} iterations, "
+        + ("the paper's schedule 100/200/100" if cfg["cnn_iters_cvpr"] == 400 else
+           "the paper's 400-iteration schedule 100/200/100 compressed proportionally")
+        + f") and `ijcv16` with C ∈ {{{', '.join(str(c) for c in cfg['Cs'])}}} "
+        f"({cfg['cnn_iters_ijcv']} iterations, "
+        + ("the paper's 300 + 50 phases" if cfg["cnn_iters_ijcv"] == 350 else
+           "the 300 + 50 phases compressed proportionally")
+        + ", jitter as in the paper).\n")
     add("**AlexNet** (torchvision's ImageNet weights; every layer conv1…pool5):\n")
     add(_curve_table(a))
     add("")
     add(f"![AlexNet curves]({res['figures']['curves_alexnet']['file']})\n")
     add(f"**VGG-16** (torchvision's ImageNet conv weights) at the output of each of its five "
         f"blocks (pool1…pool5: the block's last conv → relu → pool), input "
-        f"{cfg['vgg_size']}×{cfg['vgg_size']}, {cfg['vgg_iters']} iterations for every "
-        "formulation:\n")
+        f"{cfg['vgg_size']}×{cfg['vgg_size']}, {_vgg_iterations(cfg)}; "
+        f"{_images_of(v, cfg)}:\n")
     add(_curve_table(v))
     add("")
     add(f"![VGG-16 curves]({res['figures']['curves_vgg16']['file']})\n")
@@ -381,6 +384,18 @@ def _cnn_discussion(res):
     return "\n".join(lines)
 
 
+def _vgg_iterations(cfg):
+    ijcv = cfg.get("vgg_iters_ijcv") or cfg["vgg_iters"]
+    if ijcv == cfg["vgg_iters"]:
+        return f"{cfg['vgg_iters']} iterations for every formulation"
+    return f"{cfg['vgg_iters']} iterations (cvpr15) and {ijcv} (ijcv16)"
+
+
+def _images_of(section, cfg):
+    names = section.get("images") or [cfg["cnn_image"]]
+    return ("image " if len(names) == 1 else "images ") + ", ".join(f"`{n}`" for n in names)
+
+
 def _cnn_images(res):
     names = res["alexnet"].get("images") or [res["config"]["cnn_image"]]
     if len(names) == 1:
@@ -424,12 +439,13 @@ def _reductions(res):
          "torchvision AlexNet (conv1…pool5), VGG-16 block outputs"],
         ["CNN iterations", "400 (cvpr15), 350 (ijcv16)",
          f"{cfg['cnn_iters_cvpr']} / {cfg['cnn_iters_ijcv']} (AlexNet), {cfg['vgg_iters']} "
-         f"(VGG-16)"],
-        ["CNN images", "100 (curves)", f"{len(res['alexnet'].get('images', [1]))}"],
+         f"/ {cfg.get('vgg_iters_ijcv') or cfg['vgg_iters']} (VGG-16)"],
+        ["CNN images", "100 (curves)", f"{len(res['alexnet'].get('images', [1]))} (AlexNet), "
+                                       f"{len(res['vgg16'].get('images', [1]))} (VGG-16)"],
         ["VGG-16 input", "224", str(cfg["vgg_size"])],
         ["figure runs", "400 / 600 (window) iterations", str(cfg["fig_iters"])],
         ["classification consistency", "reported", "not available (conv-only weights)"],
     ]
-    return ("The full run must finish in about 40 minutes on 2 shared CPU cores; these are "
-            "the reductions that budget forced, all visible in the numbers above:\n\n"
+    return (f"Protocol `{res.get('protocol', res.get('mode'))}` against the papers' "
+            "protocol; every reduction is visible in the numbers above:\n\n"
             + _table(["item", "papers", "this run"], rows))
