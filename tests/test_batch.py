@@ -241,7 +241,7 @@ def test_worker_killed_mid_run_every_task_once(images, weights_file, tmp_path):
 @needs_dask
 def test_local_dask_workers_keep_glibc_malloc_defaults():
     """Dask's nanny would start workers with MALLOC_TRIM_THRESHOLD_=65536, which makes every
-    NumPy temporary an mmap/munmap round trip (an inversion 3-4x slower); ours start
+    NumPy temporary an mmap/munmap round trip (an inversion about 2x slower); ours start
     without it, and with one BLAS thread each."""
     from minigrad.app.batch_dask import DaskExecutor
 

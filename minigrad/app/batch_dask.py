@@ -17,7 +17,7 @@ from .batch import BLAS_ENV, error_message, run_task
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (to hand memory back to the
 # OS). Setting any trim threshold also switches off glibc's dynamic mmap threshold, so every
 # NumPy temporary above 128 KiB is mmap-ed, page-faulted in and unmapped again: measured here,
-# half of the workers' CPU time went to the kernel and an inversion ran 3-4x slower than in
+# half of the workers' CPU time went to the kernel and an inversion ran about 2x slower than in
 # one process. The local cluster's workers start without it (None unsets a pre-spawn
 # variable); workers of an existing cluster need the same in their Dask config (README).
 MALLOC_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
