@@ -182,7 +182,8 @@ def keep_freed_memory(nbytes=KEEP_FREED_BYTES):
     at the next allocation: measured on a HOG inversion at 160 px, 1,100 page faults and a
     third of the CPU time in the kernel per iteration, 9.4 -> 4.8 ms with the memory kept.
     Process-wide and permanent (as is glibc's own tuning); the peak RSS does not grow, the
-    RSS simply stays near its peak. Done once per process, by ``invert`` and the CLI.
+    RSS simply stays near its peak. Done once per process, by ``invert``
+    (``python -m benchmarks.bench_malloc`` measures both settings).
     """
     import ctypes
     import os
