@@ -150,6 +150,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", default=None, help="only the ops whose name contains this")
     args = parser.parse_args(argv)
+    mg.backend.keep_freed_memory()  # as invert does; set before either library runs
     import torch
     import torch.nn.functional as TF
 

@@ -454,6 +454,11 @@ def main(argv=None):
                     help="bar chart ('' to skip)")
     ap.add_argument("--memory-child", nargs=2, metavar=("LIB", "CASE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    from minigrad import backend
+
+    # glibc keeps freed memory, as minigrad.invert asks on its first call: set before either
+    # library runs, so that PyTorch's allocations get the same allocator in every measurement
+    backend.keep_freed_memory()
     if args.memory_child:
         return memory_child(*args.memory_child)
     unknown = [c for c in (args.cases or "").split(",") if c and c not in CASES]
