@@ -94,13 +94,15 @@ def test_twenty_iterations_agree(name, layer, preset, image):
 
 
 def test_fast_convolutions_agree_until_the_first_switch_flip(image):
-    """Space-to-depth + Winograd (conv1), Winograd F(3,5) (conv2): the first 9 of the 20
-    iterations within 1e-5 (measured 7e-7; 3e-4 after the flip at iteration 10)."""
+    """Space-to-depth + Winograd (conv1), Winograd F(3,5) (conv2): the first 5 of the 20
+    iterations within 1e-5 (measured 5.6e-7). A max-pool near-tie then flips: where depends on
+    float32 summation order alone (iteration 10 with the Winograd bands of 1ce1ce3, 7 since
+    bands hold >= 64 tiles: 2.8e-4 there), so the check stops well before it."""
     with conv_algorithms.recorded() as log:
         with mg.no_grad():
             _rep("caffenet").forward(_rep("caffenet").preprocess(image), "conv3")
     assert [entry[3].split()[0] for entry in log] == ["space-to-depth", "winograd", "im2col"]
-    ours, theirs = _run_both("caffenet", "conv3", "cvpr15", image, iters=20, compare_after=9)
+    ours, theirs = _run_both("caffenet", "conv3", "cvpr15", image, iters=20, compare_after=5)
     assert _rel(ours, theirs) < 1e-5
 
 
