@@ -133,18 +133,18 @@ def harvest(run_dir, reps, cases, feature_size):
     for case in cases:
         net, layer, preset, name = case
         a = load_image(name, SIZES.get(net, feature_size))
-        wanted[(net, layer, preset, f"img-{image_digest(a)}.png")] = case
+        wanted[(net, layer, preset, f"img-{image_digest(a)}.png")] = case, a
     found = {}
     for path in glob.glob(os.path.join(run_dir, "tasks", "*", "metrics.json")):
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
         t = meta.get("task") or {}
         key = (t.get("net"), t.get("layer"), t.get("preset"), os.path.basename(t.get("image", "")))
-        case = wanted.get(key)
+        case, image = wanted.get(key, (None, None))
         if case is None or t.get("seed") != 0 or t.get("weights") != "default":
             continue
         if not _default_inversion(reps[case[0]], case[1], case[2], t.get("options") or {},
-                                  load_image(case[3], SIZES.get(case[0], feature_size))):
+                                  image):
             continue
         m = meta["metrics"]
         energy = _history_energy(os.path.join(os.path.dirname(path), "history.csv"))
