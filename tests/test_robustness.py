@@ -62,3 +62,11 @@ def test_cases_are_taken_from_a_paper_run_directory_with_the_same_result(tmp_pat
     fresh = robustness.one_run(hog, image, "hog", "cvpr15", None)
     assert found[cases[0]]["relative_error"] == fresh["relative_error"]
     assert found[cases[0]]["max_growth"] == fresh["max_growth"]
+
+
+@pytest.mark.parametrize("shard, message", [("2", "expected K/N"), ("a/2", "expected K/N"),
+                                            ("2/2", "needs 0 <= K < N")])
+def test_bad_shard_is_a_one_line_error(shard, message, capsys):
+    with pytest.raises(SystemExit):
+        robustness.main(["--shard", shard, "--table", "unused.jsonl"])
+    assert message in capsys.readouterr().err
