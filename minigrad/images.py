@@ -87,7 +87,7 @@ def _open_checked(path, max_pixels, resize):
 
 def _upright_rgb(img):
     """EXIF orientation applied and the pixels as 8-bit RGB; (image, notes)."""
-    Image, ImageOps = _pil()[0], _pil()[3]
+    Image, _, _, ImageOps = _pil()
     notes = []
     orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
     if orientation not in (1, None):
