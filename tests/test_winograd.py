@@ -29,6 +29,28 @@ def test_toom_cook_matrices_compute_correlation_exactly(m, r):
     assert all(v.denominator == 1 for row in BT for v in row)  # the fractions live in G
 
 
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 5), (4, 5), (6, 3), (1, 1)])
+def test_reflected_matrices_correlate_with_the_flipped_kernel_exactly(m, r):
+    """The input gradient reuses the forward U: Aᵀ' [(G g) ⊙ (Bᵀ' d)] is the correlation of d
+    with g reversed, in exact arithmetic."""
+    AT, G, _ = winograd.toom_cook(m, r)
+    AT2, BT2 = winograd.reflected_matrices(m, r)
+    rng = np.random.default_rng(m * 10 + r)
+    alpha = m + r - 1
+    g = [Fraction(int(v)) for v in rng.integers(-9, 10, r)]
+    d = [Fraction(int(v)) for v in rng.integers(-9, 10, alpha)]
+    Gg = [sum(G[x][j] * g[j] for j in range(r)) for x in range(alpha)]
+    Bd = [sum(BT2[x][k] * d[k] for k in range(alpha)) for x in range(alpha)]
+    y = [sum(AT2[i][x] * Gg[x] * Bd[x] for x in range(alpha)) for i in range(m)]
+    assert y == [sum(g[r - 1 - j] * d[i + j] for j in range(r)) for i in range(m)]
+
+
+def test_point_sets_closed_under_reciprocals_have_a_reflection():
+    assert winograd.reflection(3, 5) is None  # 0, ±1, ±2, 1/2: -2 -> -1/2 is not a point
+    perm, scale = winograd.reflection(4, 3)
+    assert sorted(perm) == list(range(6)) and all(float(c) in (1, 8, 1 / 8) for c in scale)
+
+
 def test_toom_cook_refuses_too_many_points():
     with pytest.raises(ValueError, match=r"F\(6, 5\) needs .* m \+ r - 1 <= 8"):
         winograd.toom_cook(6, 5)
@@ -126,6 +148,7 @@ def test_transformed_weights_are_cached_and_dropped_with_the_data(rng):
     w = mg.tensor(w0)
     y1 = F.conv2d(x, w, padding=1).numpy()
     assert ("winograd", 1, "forward", 4) in w._conv_cache[1]
+    assert not any(key[2] == "backward" for key in w._conv_cache[1])  # not asked for yet
     w.data = w.data * 2
     y2 = F.conv2d(x, w, padding=1).numpy()
     np.testing.assert_allclose(y2, 2 * y1, rtol=1e-5, atol=1e-5)
@@ -166,3 +189,22 @@ def test_winograd_bands_give_the_unbanded_result(budget, min_tiles, monkeypatch,
     y_th.backward(torch.from_numpy(g))
     np.testing.assert_allclose(y.data, y_th.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(xt.grad, x_th.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks, m, keeps_backward", [(3, 4, False), (3, 2, False), (5, 3, True)])
+def test_input_gradient_keeps_a_second_transform_only_without_a_reflection(ks, m, keeps_backward,
+                                                                           rng):
+    """F(4,3) and F(2,3) reuse the forward U for the input gradient (half the memory);
+    F(3,5), whose points are not closed under reciprocals, keeps the flipped kernel's own U.
+    Either way the gradient is torch's, in float64."""
+    size = 20 if m == 4 else 9
+    x, w = normal(rng, (1, 16, size, size)), normal(rng, (16, 16, ks, ks))
+    xt = mg.Tensor(x, requires_grad=True)
+    wt = mg.Tensor(w)
+    y = F.conv2d(xt, wt, padding=ks // 2, algorithm="winograd")
+    y.backward(np.ones(y.shape))
+    cached = {key[2:] for key in wt._conv_cache[1] if key[0] == "winograd"}
+    assert cached == ({("forward", m), ("backward", m)} if keeps_backward else {("forward", m)})
+    x_th = torch.tensor(x, requires_grad=True)
+    TF.conv2d(x_th, torch.tensor(w), padding=ks // 2).sum().backward()
+    np.testing.assert_allclose(xt.grad, x_th.grad.numpy(), rtol=1e-10, atol=1e-10)

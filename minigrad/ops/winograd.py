@@ -10,8 +10,9 @@ g the r×r kernel, d the input tile. Over channels the ⊙ becomes, for each of 
 transformed kernel U = G g Gᵀ is computed once (in float64) for a constant weight.
 
 The matrices come from Toom-Cook interpolation (``toom_cook``): linear convolution of a
-degree-(r-1) and a degree-(m-1) polynomial, evaluated at α points (0, ±1, ±2, ±1/2 and ∞) and
-interpolated back; correlation is its transpose. They are generated exactly with fractions.
+degree-(r-1) and a degree-(m-1) polynomial, evaluated at α points (``points``: 0, ±1, ±2, 1/2
+and ∞ in that order, but 0, ±2, ±1/2 and ∞ for F(4, 3)) and interpolated back; correlation is
+its transpose. They are generated exactly with fractions.
 
 Tile sizes (``tile_size``): F(4, 3) when the output is at least 16 px (2.25× fewer multiplies
 than the direct 3×3), F(2, 3) below (fewer wasted tile pixels on 13 px maps), F(3, 5) for 5×5
@@ -19,13 +20,18 @@ than the direct 3×3), F(2, 3) below (fewer wasted tile pixels on 13 px maps), F
 a tile row there and measured no faster), F(2, r) otherwise while α ≤ 8. Error: the transforms
 add up products with coefficients up to max|Aᵀ|·max|Bᵀ|·max|G|, so the float32 rounding error
 grows with α. Norm-wise relative errors against float64, on AlexNet/VGG-sized layers, output
-and input gradient: F(2,3) 4e-7, F(4,3) 1.6–2.1e-6, F(3,5) 2.3–4.1e-6 (im2col 2–3e-7); the
-largest single element is off by up to 4× that. In float64 all are ~1e-14.
+and input gradient (``python -m benchmarks.winograd_error``): F(2,3) 4–5e-7, F(4,3) 1.0–2.0e-6
+(with Lavin & Gray's 0, ±1, ±2: 1.6–3.1e-6), F(3,5) 2.6–4.0e-6 (im2col 2–3e-7); the largest
+single element is off by up to 4× that. In float64 all are ~1e-14.
 
 The input gradient of a stride-1 convolution is a stride-1 convolution of the output gradient
 with the flipped kernel, input and output channels swapped in each group: it runs on the same
-engine. A weight gradient, when asked for, comes from im2col columns (``conv``).
+engine. Where the points are closed under p -> 1/p (F(2,3), F(4,3)), the flipped kernel's
+transform is the forward U re-indexed (``reflection``), so the gradient uses the forward U with
+permuted Aᵀ, Bᵀ and keeps no second copy (VGG-16: 122 MB less). A weight gradient, when asked
+for, comes from im2col columns (``conv``).
 """
+import functools
 import math
 from fractions import Fraction
 
@@ -36,6 +42,15 @@ from . import conv
 
 POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))  # ∞ is the last point
 MAX_ALPHA = len(POINTS) + 1
+# α = 6, F(4, 3): 0, ±2, ±1/2 (and ∞) instead of 0, ±1, ±2. p -> 1/p maps this set onto itself,
+# so the input gradient reuses the forward's transformed weights (``reflection``), and its
+# float32 error is lower: 1.9e-6 against 3.0e-6 (``python -m benchmarks.winograd_error``).
+POINT_SETS = {6: (0, 2, -2, Fraction(1, 2), Fraction(-1, 2))}
+
+
+def points(alpha):
+    """The α - 1 finite interpolation points of an F(m, r) with m + r - 1 = α (∞ is added)."""
+    return POINT_SETS.get(alpha, POINTS[:alpha - 1])
 
 
 def _vandermonde(points, n):
@@ -70,11 +85,11 @@ def toom_cook(m, r):
     alpha = m + r - 1
     if m < 1 or r < 1 or alpha > MAX_ALPHA:
         raise ValueError(f"winograd: F({m}, {r}) needs 1 <= m, r and m + r - 1 <= {MAX_ALPHA}")
-    points = POINTS[:alpha - 1]
-    inv = _inverse(_vandermonde(points, alpha))
+    finite = points(alpha)
+    inv = _inverse(_vandermonde(finite, alpha))
     BT = [[inv[k][xi] for k in range(alpha)] for xi in range(alpha)]
-    G = _vandermonde(points, r)
-    AT = [list(col) for col in zip(*_vandermonde(points, m))]
+    G = _vandermonde(finite, r)
+    AT = [list(col) for col in zip(*_vandermonde(finite, m))]
     for xi, row in enumerate(BT):
         denominators = math.lcm(*(v.denominator for v in row))
         numerators = math.gcd(*(v.numerator for v in row)) or 1
@@ -82,6 +97,39 @@ def toom_cook(m, r):
         BT[xi] = [v * scale for v in row]
         G[xi] = [v / scale for v in G[xi]]
     return AT, G, BT
+
+
+@functools.lru_cache(maxsize=None)
+def reflection(m, r):
+    """(π, c) with G[ξ] reversed = c[ξ] · G[π(ξ)] for every frequency ξ, π a permutation; None
+    when F(m, r)'s points are not closed under p -> 1/p.
+
+    A row of G is [1, p, …, p^(r-1)] up to a scale; reversed it is p^(r-1) times the row of
+    1/p (0 and ∞ swap). So the flipped kernel g' = J g J has G g' Gᵀ[ξ, ν] = c[ξ] c[ν] ·
+    G g Gᵀ[π(ξ), π(ν)]: the forward's U, re-indexed and scaled (see ``reflected_matrices``).
+    """
+    _, G, _ = toom_cook(m, r)
+    perm, scale = [], []
+    for xi, row in enumerate(G):
+        flipped = row[::-1]
+        for eta in [xi] + [k for k in range(len(G)) if k != xi]:
+            ratio = _ratio(flipped, G[eta])
+            if ratio is not None:
+                perm.append(eta)
+                scale.append(ratio)
+                break
+        else:
+            return None
+    return (tuple(perm), tuple(scale)) if sorted(perm) == list(range(len(G))) else None
+
+
+def _ratio(a, b):
+    """c with a = c · b (rows of Fractions), or None."""
+    k = next((i for i, v in enumerate(b) if v != 0), None)
+    if k is None:
+        return None
+    c = a[k] / b[k]
+    return c if all(u == c * v for u, v in zip(a, b)) else None
 
 
 def tile_size(r, out_size):
@@ -102,15 +150,36 @@ def supports(kernel, stride, dilation):
 _MATRICES = {}
 
 
-def _matrices(m, r, dtype, xp):
-    """Aᵀ and Bᵀ as arrays of dtype on xp's device (cached)."""
-    key = (m, r, str(dtype), xp.__name__)
+def _matrices(m, r, dtype, xp, reflected=False):
+    """Aᵀ and Bᵀ as arrays of dtype on xp's device (cached); ``reflected``: those that make
+    the forward U compute the flipped kernel's correlation (``reflected_matrices``)."""
+    key = (m, r, str(dtype), xp.__name__, reflected)
     if key not in _MATRICES:
-        AT, _, BT = toom_cook(m, r)
+        if reflected:
+            AT, BT = reflected_matrices(m, r)
+        else:
+            AT, _, BT = toom_cook(m, r)
         as_array = lambda M: xp.asarray([[float(v) for v in row] for row in M],  # noqa: E731
                                         dtype=dtype)
         _MATRICES[key] = (as_array(AT), as_array(BT))
     return _MATRICES[key]
+
+
+def reflected_matrices(m, r):
+    """(Aᵀ', Bᵀ'): Aᵀ'[:, κ] = c[ξ] Aᵀ[:, ξ] and Bᵀ'[κ] = Bᵀ[ξ] for κ = π(ξ).
+
+    With U the forward kernel's transform, Aᵀ' [U ⊙ (Bᵀ' d Bᵀ'ᵀ)] Aᵀ'ᵀ = Σ_ξν Aᵀ[:, ξ] c[ξ]
+    U[π(ξ), π(ν)] c[ν] (Bᵀ d B)[ξ, ν] Aᵀ[:, ν]ᵀ, the flipped kernel's correlation (``reflection``).
+    """
+    AT, _, BT = toom_cook(m, r)
+    perm, scale = reflection(m, r)
+    AT2 = [[None] * len(perm) for _ in AT]
+    BT2 = [None] * len(perm)
+    for xi, (kappa, c) in enumerate(zip(perm, scale)):
+        BT2[kappa] = BT[xi]
+        for i, row in enumerate(AT):
+            AT2[i][kappa] = c * row[xi]
+    return AT2, BT2
 
 
 def transform_weights(W, groups, m):
@@ -147,9 +216,10 @@ BAND_BUDGET = 2 ** 18
 MIN_GEMM_TILES = 64
 
 
-def correlate(x, pads, U, m, r, groups):
+def correlate(x, pads, U, m, r, groups, reflected=False):
     """Valid cross-correlation of x (N, C, H, W), zero-padded by pads ((top, bottom), (left,
-    right), negative = crop), with transformed weights U (α², G, Og, Cg): (N, G·Og, oh, ow)."""
+    right), negative = crop), with transformed weights U (α², G, Og, Cg): (N, G·Og, oh, ow).
+    ``reflected``: with the flipped kernel of the one U was transformed from."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     (top, bottom), (left, right) = pads
@@ -163,11 +233,11 @@ def correlate(x, pads, U, m, r, groups):
     for t0 in range(0, th, band):
         t1 = min(t0 + band, th)
         rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
-        y[:, :, t0 * m:t1 * m] = _correlate_tiles(rows, U, m, r, t1 - t0, tw)
+        y[:, :, t0 * m:t1 * m] = _correlate_tiles(rows, U, m, r, t1 - t0, tw, reflected)
     return y[:, :, :oh, :ow]
 
 
-def _correlate_tiles(x_pad, U, m, r, th, tw):
+def _correlate_tiles(x_pad, U, m, r, th, tw, reflected):
     """(N, C, th·m + r - 1, tw·m + r - 1) -> (N, O, th·m, tw·m): transform, GEMMs, inverse."""
     xp = get_array_module(x_pad)
     N, C = x_pad.shape[:2]
@@ -175,7 +245,7 @@ def _correlate_tiles(x_pad, U, m, r, th, tw):
     sN, sC, sH, sW = x_pad.strides
     tiles = backend.as_strided(x_pad, (alpha, alpha, N, C, th, tw),
                                (sH, sW, sN, sC, sH * m, sW * m))  # tiles[k, l, n, c, ty, tx]
-    AT, BT = _matrices(m, r, x_pad.dtype, xp)
+    AT, BT = _matrices(m, r, x_pad.dtype, xp, reflected)
     d = xp.ascontiguousarray(tiles).reshape(alpha, -1)
     t = (BT @ d).reshape(alpha, alpha, -1)  # Bᵀ along the tile rows: t[ξ, l, ...]
     v = BT @ t  # and along the columns: v[ξ, ν, ...] = (Bᵀ d B)[ξ, ν]
@@ -226,18 +296,22 @@ class WinogradConv2d(Function):
         y = get_array_module(x).ascontiguousarray(y)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
-        self.geometry = (x.shape, (ph, pw), r, groups)
+        self.geometry = (x.shape, (ph, pw), r, groups, m)
         self.transformed = transformed if self.needs_input_grad[0] else None
         self.x = x if self.needs_input_grad[1] else None
         return y
 
     def backward(self, gy):
-        (N, C, H, W_), (ph, pw), r, groups = self.geometry
+        (N, C, H, W_), (ph, pw), r, groups, m_forward = self.geometry
         gx = gW = gb = None
         if self.needs_input_grad[0]:
             q, qw = r - 1 - ph, r - 1 - pw  # the full correlation's padding, less the forward's
             m = tile_size(r, min(H, W_))
-            gx = correlate(gy, ((q, q), (qw, qw)), self.transformed("backward", m), m, r, groups)
+            # the forward's U, re-indexed, where F(m, r) allows it: no second U to keep
+            reflected = m == m_forward and reflection(m, r) is not None
+            U = (self.transformed("forward", m).swapaxes(2, 3) if reflected
+                 else self.transformed("backward", m))
+            gx = correlate(gy, ((q, q), (qw, qw)), U, m, r, groups, reflected)
         if self.needs_input_grad[1]:
             gW = _weight_gradient(self.x, gy, ph, pw, r, groups)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
