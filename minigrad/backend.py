@@ -146,6 +146,12 @@ def shares_memory(a, b):
     return bool(get_array_module(a).shares_memory(a, b))
 
 
+def quiet_float_errors():
+    """A context in which division by zero and 0/0 give ±inf and NaN without NumPy's
+    RuntimeWarning, for code that means them (CuPy never warns; this is harmless there)."""
+    return numpy.errstate(divide="ignore", invalid="ignore")
+
+
 def freeze(array):
     """Make a NumPy array read-only, so in-place writes raise (CuPy has no such flag)."""
     if isinstance(array, numpy.ndarray):

@@ -27,14 +27,13 @@ from minigrad import F, backend
 from minigrad.tensor import Tensor
 
 from .base import Representation
-from .features_common import (
-    cached_constant,
-    cached_weight,
-    deprocess_image,
-    half_gradient_bank,
-    preprocess_image,
+from .features_common import cached_constant, deprocess_image, preprocess_image
+from .features_ops import (
+    CentralDifferences,
+    OrientationBinning,
+    SiftNormalize,
+    StridedFilterBank1d,
 )
-from .features_ops import OrientationBinning, SiftNormalize, StridedFilterBank1d
 
 
 def spatial_bank(bin_size, num_bins=4, window_size=2.0):
@@ -109,8 +108,7 @@ class DSIFT(Representation):
             raise ValueError(f"dsift with bin_size {b} needs an image of at least {3 * b + 1} "
                              f"pixels per side, got {H}x{W}")
         dev, dt = x.device, x.dtype
-        bank = cached_weight("grad", half_gradient_bank, dev, dt)
-        g = F.conv2d(extrapolate_pad(x), bank)  # (N, 2, H, W)
+        g = CentralDifferences.apply(extrapolate_pad(x), scale=0.5)  # (N, 2, H, W)
         votes = OrientationBinning.apply(g[:, 0:1], g[:, 1:2], num_bins=8, bilinear=True,
                                          fast_atan=self.fast_atan)  # (N, 8, H, W)
         spatial = cached_constant(("bins", b, self.window_size),

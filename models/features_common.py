@@ -19,17 +19,9 @@ def cached_constant(key, build, device, dtype):
     return _CACHE[full]
 
 
-def cached_weight(key, build, device, dtype):
-    """``cached_constant`` wrapped once in a constant Tensor: conv2d keeps the weight's GEMM
-    layout on the Tensor, so a Tensor made anew per forward would rebuild it every time."""
-    full = ("tensor", key, device, str(dtype))
-    if full not in _CACHE:
-        _CACHE[full] = Tensor._wrap(cached_constant(key, build, device, dtype))
-    return _CACHE[full]
-
-
 def gradient_bank(channels):
-    """(2·C, 1, 3, 3) filters [dx, dy] per channel (central differences, no 1/2)."""
+    """(2·C, 1, 3, 3) filters [dx, dy] per channel (central differences, no 1/2): what
+    ``features_ops.CentralDifferences`` computes, kept for the PyTorch reference and tests."""
     np = backend.np
     d = np.zeros((2, 1, 3, 3))
     d[0, 0, 1] = [-1, 0, 1]

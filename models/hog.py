@@ -23,14 +23,13 @@ from minigrad import F, backend
 from minigrad.tensor import Tensor
 
 from .base import Representation
-from .features_common import (
-    cached_constant,
-    cached_weight,
-    deprocess_image,
-    gradient_bank,
-    preprocess_image,
+from .features_common import cached_constant, deprocess_image, preprocess_image
+from .features_ops import (
+    CentralDifferences,
+    OrientationBinning,
+    StridedFilterBank1d,
+    UocttiNormalize,
 )
-from .features_ops import OrientationBinning, StridedFilterBank1d, UocttiNormalize
 
 
 def tent_filter(cell_size):
@@ -103,8 +102,7 @@ class HOG(Representation):
             raise ValueError(f"HOG needs an image of at least max(4, cell_size) pixels per side, "
                              f"got {H}x{W} with cell_size {s}")
         dev, dt = x.device, x.dtype
-        bank = cached_weight(("grad", C), lambda: gradient_bank(C), dev, dt)
-        g = F.conv2d(x, bank, groups=C)  # (N, 2C, H-2, W-2): interior pixels only
+        g = CentralDifferences.apply(x)  # (N, 2C, H-2, W-2): interior pixels only
         gx, gy = select_strongest_channel(g)
         votes = OrientationBinning.apply(gx, gy, num_bins=2 * O, bilinear=self.bilinear)
         hogH, hogW = hog_size(H, W, s)

@@ -40,7 +40,16 @@ from conftest import assert_same_on_devices
 import minigrad as mg
 import models
 from minigrad import F
-from models.features_ops import OrientationBinning, StridedFilterBank1d, UocttiNormalize
+from models.features_common import gradient_bank, half_gradient_bank
+from models.features_ops import (
+    CentralDifferences,
+    OrientationBinning,
+    StridedFilterBank1d,
+    UocttiNormalize,
+    _block_products,
+    _padded_blocks,
+    angle,
+)
 from models.hog import HOG, hog_size, render_hog, tent_filter
 
 REF = Path(__file__).resolve().parent / "data" / "vlfeat"  # VLFeat's own outputs, see README
@@ -500,3 +509,62 @@ def test_non_finite_gradient_votes_nan_into_bin_0(bilinear, device):
     img[0, 0, 20, 20] = np.nan
     f = features(models.get("hogb" if bilinear else "hog", device=device), on(img, device))
     assert f.shape == (1, 31, 4, 4)
+
+
+@pytest.mark.parametrize("channels, scale", [(1, 1.0), (3, 1.0), (1, 0.5)],
+                         ids=["hog-grey", "hog-colour", "dsift"])
+def test_central_differences_are_the_gradient_conv_to_the_bit(channels, scale, rng):
+    """HOG's and DSIFT's [-1, 0, 1] filters as slice differences: the float32 values of the
+    grouped 3×3 conv they replaced, exactly; the input gradient is torch's in float64."""
+    torch = pytest.importorskip("torch")
+    x = (rng.standard_normal((2, channels, 17, 23)) * 100).astype(np.float32)
+    bank = gradient_bank(channels) if scale == 1 else half_gradient_bank()
+    ours = CentralDifferences.apply(mg.tensor(x), scale=scale).numpy()
+    conv = F.conv2d(mg.tensor(x), mg.tensor(bank.astype(np.float32)), groups=channels,
+                    algorithm="im2col").numpy()
+    assert ours.dtype == np.float32 and np.array_equal(ours, conv)
+    x64 = x.astype(np.float64)
+    g = rng.standard_normal(ours.shape)
+    xt = mg.Tensor(x64, requires_grad=True)
+    CentralDifferences.apply(xt, scale=scale).backward(g)
+    x_th = torch.tensor(x64, requires_grad=True)
+    torch.nn.functional.conv2d(x_th, torch.tensor(bank), groups=channels).backward(
+        torch.tensor(g))
+    np.testing.assert_allclose(xt.grad, x_th.grad.numpy(), rtol=1e-12, atol=1e-12)
+    mg.gradcheck(lambda t: CentralDifferences.apply(t, scale=scale), x64[:1, :1, :6, :7])
+    with pytest.raises(ValueError, match="at least 3x3 pixels, got 2x5"):
+        CentralDifferences.apply(mg.tensor(x[:, :, :2, :5]))
+
+
+def test_angle_is_atan2_in_0_2pi_signed_zeros_included(rng):
+    gx = (rng.standard_normal(20000) * 50).astype(np.float32)
+    gy = (rng.standard_normal(20000) * 50).astype(np.float32)
+    gx[:6] = [0.0, -0.0, 0.0, -0.0, 3.0, -3.0]
+    gy[:6] = [2.0, 2.0, -2.0, -2.0, -0.0, -0.0]
+    ref = np.mod(np.arctan2(gy.astype(np.float64), gx.astype(np.float64)), 2 * np.pi)
+    ours = angle(gx, gy)
+    assert ours.dtype == np.float32 and ours.min() >= 0 and ours.max() <= np.float32(2 * np.pi)
+    diff = np.abs(ours - ref)
+    diff = np.minimum(diff, 2 * np.pi - diff)  # 2π and 0 are the same direction
+    assert diff.max() < 1e-6
+    np.testing.assert_allclose(ours[:4], [np.pi / 2, np.pi / 2, 3 * np.pi / 2, 3 * np.pi / 2],
+                               rtol=1e-7)
+    with np.errstate(all="raise"):  # 0/0 and x/0 are meant: no warning, no error
+        zero = angle(np.float32([0.0]), np.float32([0.0]))
+    assert np.isnan(zero[0])  # OrientationBinning sends it to bin 0 (its magnitude is 0)
+
+
+@pytest.mark.parametrize("mode", ["zero", "edge"])
+def test_blocks_read_in_place_equal_the_padded_copy(mode, rng):
+    """StridedFilterBank1d reads the blocks inside x as a view and pads only the first and last:
+    the same products as padding the whole signal, for every padding, crop and length."""
+    wt = rng.standard_normal((3, 4))
+    for L in (5, 8, 9, 13, 16, 23):
+        x = rng.standard_normal((2, 3, L, 5))
+        for before in range(0, 9):
+            for after in range(-3, 9):
+                for extra in (0, 1, 2):
+                    nb = max((L + before + after) // 4 + extra - 1, 1)
+                    whole = wt @ _padded_blocks(x, before, after, nb, 4, mode)
+                    ours = _block_products(wt, x, before, after, nb, 4, mode)
+                    assert np.array_equal(ours, whole), (L, before, after, nb)
