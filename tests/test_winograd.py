@@ -208,3 +208,21 @@ def test_input_gradient_keeps_a_second_transform_only_without_a_reflection(ks, m
     x_th = torch.tensor(x, requires_grad=True)
     TF.conv2d(x_th, torch.tensor(w), padding=ks // 2).sum().backward()
     np.testing.assert_allclose(xt.grad, x_th.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_channels_last_prototype_of_bench_layout_computes_the_same_conv(rng):
+    """benchmarks/bench_layout.py times a channels-last copy of the Winograd pipeline: it must
+    compute what the NCHW engine (and torch, in float64) computes, or its timings mean nothing."""
+    from benchmarks import bench_layout
+
+    x, w = normal(rng, (1, 16, 20, 20)), normal(rng, (24, 16, 3, 3))
+    steps = bench_layout.variants(x, winograd.transform_weights(w, 1, 4))
+    ref = steps["NCHW"]()
+    x_th = torch.tensor(x, requires_grad=True)
+    y_th = TF.conv2d(x_th, torch.tensor(w), padding=1)
+    y_th.backward(y_th.detach())  # the variants' gradient step feeds the output back in
+    np.testing.assert_allclose(ref, x_th.grad.numpy(), rtol=1e-9, atol=1e-9)
+    for label in ("NHWC inside", "NHWC at NCHW boundaries"):
+        out = steps[label]()
+        out = out if out.shape == ref.shape else out.transpose(0, 3, 1, 2)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10, err_msg=label)
