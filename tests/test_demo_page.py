@@ -78,7 +78,9 @@ def test_demo_settings_fit_the_budget():
     s = demo.settings_for(False)
     assert s["layers"] == demo.DEMO_LAYERS and set(s["schedules"]) == set(demo.DEMO_LAYERS) | {
         "hog", "dsift"}
-    assert all(v[0] == 100 for k, v in s["schedules"].items() if k in demo.DEMO_LAYERS)
+    # the large-rate phase is never cut below the preset's 100 (a shorter one left noise)
+    cnn = {k: v for k, v in s["schedules"].items() if k in demo.DEMO_LAYERS}
+    assert all(v[0] >= 100 for v in cnn.values()) and tuple(cnn["conv5"]) == demo.LONG
     assert demo.settings_for(False, iters=50)["schedules"] is None
 
 
