@@ -15,16 +15,21 @@ torch = pytest.importorskip("torch")
 TF = torch.nn.functional
 
 
-@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (4, 5), (2, 5), (3, 3), (6, 3), (2, 7), (1, 1)])
-def test_toom_cook_matrices_compute_correlation_exactly(m, r):
-    AT, G, BT = winograd.toom_cook(m, r)
+def exact_winograd_1d(m, r, AT, G, BT):
+    """Random integer g (r taps), d (α samples) and y = Aᵀ [(G g) ⊙ (Bᵀ d)], in Fractions."""
     rng = np.random.default_rng(m * 10 + r)
     alpha = m + r - 1
     g = [Fraction(int(v)) for v in rng.integers(-9, 10, r)]
     d = [Fraction(int(v)) for v in rng.integers(-9, 10, alpha)]
     Gg = [sum(G[x][j] * g[j] for j in range(r)) for x in range(alpha)]
     Bd = [sum(BT[x][k] * d[k] for k in range(alpha)) for x in range(alpha)]
-    y = [sum(AT[i][x] * Gg[x] * Bd[x] for x in range(alpha)) for i in range(m)]
+    return g, d, [sum(AT[i][x] * Gg[x] * Bd[x] for x in range(alpha)) for i in range(m)]
+
+
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (4, 5), (2, 5), (3, 3), (6, 3), (2, 7), (1, 1)])
+def test_toom_cook_matrices_compute_correlation_exactly(m, r):
+    AT, G, BT = winograd.toom_cook(m, r)
+    g, d, y = exact_winograd_1d(m, r, AT, G, BT)
     assert y == [sum(g[j] * d[i + j] for j in range(r)) for i in range(m)]
     assert all(v.denominator == 1 for row in BT for v in row)  # the fractions live in G
 
@@ -33,15 +38,9 @@ def test_toom_cook_matrices_compute_correlation_exactly(m, r):
 def test_reflected_matrices_correlate_with_the_flipped_kernel_exactly(m, r):
     """The input gradient reuses the forward U: Aᵀ' [(G g) ⊙ (Bᵀ' d)] is the correlation of d
     with g reversed, in exact arithmetic."""
-    AT, G, _ = winograd.toom_cook(m, r)
+    _, G, _ = winograd.toom_cook(m, r)
     AT2, BT2 = winograd.reflected_matrices(m, r)
-    rng = np.random.default_rng(m * 10 + r)
-    alpha = m + r - 1
-    g = [Fraction(int(v)) for v in rng.integers(-9, 10, r)]
-    d = [Fraction(int(v)) for v in rng.integers(-9, 10, alpha)]
-    Gg = [sum(G[x][j] * g[j] for j in range(r)) for x in range(alpha)]
-    Bd = [sum(BT2[x][k] * d[k] for k in range(alpha)) for x in range(alpha)]
-    y = [sum(AT2[i][x] * Gg[x] * Bd[x] for x in range(alpha)) for i in range(m)]
+    g, d, y = exact_winograd_1d(m, r, AT2, G, BT2)
     assert y == [sum(g[r - 1 - j] * d[i + j] for j in range(r)) for i in range(m)]
 
 
