@@ -86,16 +86,16 @@ def vlfeat_fast_atan2(y, x):
 
 def angle(gx, gy):
     """atan2(gy, gx) in [0, 2π): arctan(gy / gx), plus π where gx's sign bit is set and 2π
-    where the result was negative. NumPy's float32 arctan2 is about 2.5× slower than arctan
-    of the quotient (``python -m benchmarks.profile_step --cases hog``); the quotient adds one
-    rounding, 6e-8 relative, which moves the angle by at most 3e-8 rad. gx = ±0 gives
-    gy / gx = ±inf and ±π/2 as atan2 does; 0/0 is NaN (``OrientationBinning`` sends it to
-    bin 0, where its zero magnitude votes nothing)."""
+    where the result was negative: half the time of arctan2 and a where() on HOG's 510²
+    pixels (``python -m benchmarks.bench_idioms``; NumPy's float32 arctan2 is slow). The
+    quotient adds one rounding, 6e-8 relative, which moves the angle by at most 3e-8 rad.
+    gx = ±0 gives gy / gx = ±inf and ±π/2 as atan2 does; 0/0 is NaN (``OrientationBinning``
+    sends it to bin 0, where its zero magnitude votes nothing)."""
     xp = get_array_module(gx)
     with backend.quiet_float_errors():  # x/0 is meant: ±inf, or NaN for 0/0
         theta = xp.arctan(gy / gx)
     pi = gx.dtype.type(math.pi)
-    # arithmetic on the comparisons, not where(): 0.2 against 2.3 ms on 510² float32 pixels
+    # arithmetic on the comparisons, not where(): a tenth of the time (bench_idioms)
     theta += pi * xp.signbit(gx)  # the left half-plane: (π/2, 3π/2), never negative
     theta += (2 * pi) * (theta < 0)
     return theta
@@ -166,7 +166,7 @@ class OrientationBinning(Function):
         # input was and the inversion stops cleanly (fmax: the non-NaN one; p >= 0 otherwise)
         p = xp.fmax(p, p.dtype.type(0))
         # p is in [0, B], so "mod B" is one subtraction; arithmetic on the comparison, not
-        # where() (10× slower in NumPy) nor a boolean-mask update (which syncs on a GPU)
+        # where() (10× slower in NumPy: bench_idioms) nor a boolean-mask update (a GPU sync)
         if bilinear:
             b0 = xp.floor(p)
             frac = p - b0
@@ -199,15 +199,14 @@ class OrientationBinning(Function):
         return out
 
     def backward(self, g):
-        xp = get_array_module(g)
         flat = g.reshape(-1)
         if not self.bilinear:
             gx, gy, n, idx0 = self.saved
-            gn = xp.take(flat, idx0)  # take: about half the time of flat[idx0]
+            gn = flat[idx0]
             scale = gn / (n + (n == 0))  # n, or 1 where n = 0 (no where(): see forward)
             return scale * gx, scale * gy
         gx, gy, n, frac, idx0, idx1, dth_dx, dth_dy = self.saved
-        g0, g1 = xp.take(flat, idx0), xp.take(flat, idx1)
+        g0, g1 = flat[idx0], flat[idx1]
         gn = (1 - frac) * g0 + frac * g1
         gtheta = n * (g1 - g0) * gx.dtype.type(self.B / (2 * math.pi))
         safe_n = n + (n == 0)
@@ -291,9 +290,9 @@ def _block_products(wt, x, before, after, nb, s, mode):
     (before, after) and cut (or zero-extended) to nb·s samples: (N, C, nb, k, R).
 
     Blocks that lie inside x are read in place, as a view: only the first and last blocks,
-    which hold padding, are copied (HOG at 512 px: copying the whole 18-bin vote volume for
-    its padding was half of this op's forward). A short or non-contiguous x, and an edge pad
-    with no sample of x in its block, take the padded copy of the whole signal.
+    which hold padding, are copied (HOG at 512 px: about half the time of padding the whole 18-bin
+    vote volume, ``python -m benchmarks.bench_idioms``). A short or non-contiguous x, and an
+    edge pad with no sample of x in its block, take the padded copy of the whole signal.
     """
     xp = get_array_module(x)
     N, C, L, R = x.shape

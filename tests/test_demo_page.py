@@ -5,6 +5,7 @@ import html.parser
 import os
 
 import numpy as np
+import pytest
 
 from minigrad import images as im
 from minigrad.app import demo
@@ -89,3 +90,13 @@ def test_loss_plot_ticks_are_round_numbers():
     assert im.nice_ticks(299) == [0, 50, 100, 150, 200, 250]
     assert im.nice_ticks(9) == [0, 2, 4, 6, 8] and im.nice_ticks(0) == [0]
     assert all(t % 200 == 0 for t in im.nice_ticks(799))
+
+
+def test_demo_schedules_benchmark_refuses_malformed_schedules():
+    from benchmarks.demo_schedules import parse_schedule
+
+    assert parse_schedule("200/300/100") == (200, 300, 100)
+    with pytest.raises(SystemExit, match="iterations per phase like 100/200/100, got '1x2'"):
+        parse_schedule("1x2")
+    with pytest.raises(SystemExit, match="phases need at least 1 iteration, got '100/0'"):
+        parse_schedule("100/0")
