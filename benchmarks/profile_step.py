@@ -1,7 +1,7 @@
 """Where an inversion step's time goes: milliseconds per iteration, per op and direction.
 
     python -m benchmarks.profile_step [--cases alexnet:conv5,vgg16:conv3_3] [--iters 20]
-                                      [--threads 2]
+                                      [--threads 2] [--parallel]
 
 Runs ``minigrad.invert`` (the ``benchmarks.run`` case: CVPR15 preset, random weights, the
 astronaut sample) with every op's ``forward`` and ``backward`` wrapped in a timer, after an
@@ -70,17 +70,19 @@ def _wrap(original, direction, totals):
     return timed
 
 
-def profile(case, iters):
-    """(step seconds, {(label, direction): seconds}) per iteration of ``case``."""
+def profile(case, iters, threads=None):
+    """(step seconds, {(label, direction): seconds}) per iteration of ``case``; ``threads``:
+    ``invert``'s option (the parallel mode)."""
     import minigrad as mg
     from benchmarks.run import problem
 
     rep, image, layer = problem(case)
-    mg.invert(rep, image, layer, preset="cvpr15", iters=iters)  # untimed: caches, warm BLAS
+    mg.invert(rep, image, layer, preset="cvpr15", iters=iters,
+              threads=threads)  # untimed: caches, warm BLAS
     totals = collections.defaultdict(float)
     with timed_ops(totals):
         t0 = time.perf_counter()
-        mg.invert(rep, image, layer, preset="cvpr15", iters=iters)
+        mg.invert(rep, image, layer, preset="cvpr15", iters=iters, threads=threads)
         step = (time.perf_counter() - t0) / iters
     return step, {k: v / iters for k, v in totals.items()}
 
@@ -104,6 +106,8 @@ def main(argv=None):
     ap.add_argument("--cases", default="caffenet:conv5,alexnet:conv5,vgg16:conv3_3")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel", action="store_true",
+                    help="run invert(threads=--threads): the parallel mode, BLAS at one thread")
     args = ap.parse_args(argv)
     if any(os.environ.get(v) != str(args.threads) for v in THREAD_VARS):
         # BLAS reads its thread count when NumPy loads: rerun with it set
@@ -111,9 +115,10 @@ def main(argv=None):
         os.execve(sys.executable, [sys.executable, "-m", "benchmarks.profile_step",
                                    *(argv if argv is not None else sys.argv[1:])], env)
     print(f"Command: `python -m benchmarks.profile_step --cases {args.cases} --iters "
-          f"{args.iters} --threads {args.threads}`; load average {os.getloadavg()[0]:.1f}\n")
+          f"{args.iters} --threads {args.threads}{' --parallel' * args.parallel}`; load average "
+          f"{os.getloadavg()[0]:.1f}\n")
     for case in args.cases.split(","):
-        step, per_op = profile(case, args.iters)
+        step, per_op = profile(case, args.iters, args.threads if args.parallel else None)
         print(table(case, step, per_op) + "\n", flush=True)
     return 0
 

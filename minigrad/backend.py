@@ -4,6 +4,11 @@ Every op asks ``xp = get_array_module(x)`` and uses ``xp.<fn>`` so that one code
 both NumPy (CPU) and CuPy (GPU), as in Chainer and DeZero. CuPy is optional: without it the
 library is CPU-only and nothing here fails.
 """
+import contextlib
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy
 
 try:  # CuPy is a `gpu-cuda*` extra; import errors (no package, no driver) mean CPU only
@@ -170,6 +175,131 @@ def pad(x, widths, value=0.0):
     out = xp.full(shape, value, dtype=x.dtype) if value else xp.zeros(shape, dtype=x.dtype)
     out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, widths))] = x
     return out
+
+
+# --- parallel execution on the CPU (``parallel``) ---------------------------------------------
+# Python's GIL hand-over interval inside a parallel block: a worker returning from a NumPy call
+# waits up to this long for the GIL, instead of the default 5 ms
+SWITCH_INTERVAL = 2e-4
+_local = threading.local()  # .pool, .threads: the workers of this thread's parallel block
+# the settings every parallel block shares: the count of open blocks, and what to restore
+_process = {"lock": threading.Lock(), "blocks": 0, "blas": None, "switch": None}
+
+
+@contextlib.contextmanager
+def parallel(threads):
+    """Within the block, the calling thread's ops split their large array work over
+    ``threads`` worker threads (``parallel_map``), with BLAS held at one thread.
+
+    Why: NumPy's element-wise work (Winograd's tile transforms, im2col's gathers) runs on one
+    core, and a multi-threaded BLAS spins its idle workers for ~0.1 s after each GEMM, taking
+    the core another thread would use. With BLAS at one thread and every large op split, both
+    cores do all of the work. Process-wide settings (the BLAS thread count, the GIL switch
+    interval) are changed by the first block to enter and restored by the last to leave, so
+    concurrent blocks in several threads are safe. A nested block keeps the outer one's
+    workers; ``threads`` of None or 1 run serially. Needs threadpoolctl (the ``parallel``
+    extra).
+    """
+    if threads is None or threads <= 1 or getattr(_local, "pool", None) is not None:
+        yield
+        return
+    _enter_process_settings()
+    _local.pool = ThreadPoolExecutor(threads, thread_name_prefix="minigrad")
+    _local.threads = threads
+    try:
+        yield
+    finally:
+        pool, _local.pool, _local.threads = _local.pool, None, 1
+        pool.shutdown()
+        _leave_process_settings()
+
+
+def check_parallel(threads):
+    """Raise, before a run starts, the error that ``parallel(threads)`` would."""
+    if threads is not None and threads > 1:
+        _threadpool_controller()
+
+
+def _threadpool_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        raise RuntimeError("threads > 1 needs threadpoolctl, to hold BLAS at one thread: "
+                           "pip install 'minigrad[parallel]'") from None
+    return ThreadpoolController
+
+
+def _enter_process_settings():
+    ThreadpoolController = _threadpool_controller()
+    with _process["lock"]:
+        if _process["blocks"] == 0:
+            controller = ThreadpoolController().select(user_api="blas")
+            _take_blas_control(controller)
+            _process["blas"] = (controller, controller.limit(limits=1))
+            _process["switch"] = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL)
+        _process["blocks"] += 1
+
+
+def _leave_process_settings():
+    with _process["lock"]:
+        _process["blocks"] -= 1
+        if _process["blocks"] == 0:
+            controller, limiter = _process["blas"]
+            _take_blas_control(controller)
+            limiter.restore_original_limits()
+            sys.setswitchinterval(_process["switch"])
+
+
+def _take_blas_control(controller):
+    """Let this thread set the BLAS thread count. threadpoolctl lets only one thread (the
+    first to set it) change a process-wide OpenBLAS pool and silently ignores the others; the
+    last block to leave may run in another thread than the first, and must restore."""
+    for lib in controller.lib_controllers:
+        clear = getattr(type(lib), "clear_controlling_thread", None)  # threadpoolctl >= 3.6
+        if clear is not None:
+            clear(force=True)
+
+
+def parallel_threads(like):
+    """How many worker threads ``parallel_map`` would use for work on the array ``like``:
+    those of the calling thread's parallel block; 1 outside one, and for CuPy arrays."""
+    return 1 if device_of(like) == "cuda" else getattr(_local, "threads", 1)
+
+
+def parallel_map(fn, items, like):
+    """[fn(item) for item in items], spread over the parallel block's workers when there is
+    one; serially otherwise, and when ``like`` (an array of the work) is a CuPy array."""
+    items = list(items)
+    if parallel_threads(like) == 1 or len(items) < 2:
+        return [fn(item) for item in items]
+    return list(_local.pool.map(fn, items))
+
+
+# element-wise work on fewer elements than this is not split: a hand-over to a worker costs
+# tens of microseconds, what a pass over ~64k float32 values takes
+MIN_PARALLEL_ELEMENTS = 2 ** 16
+
+
+def parallel_for(fn, array):
+    """fn(index) for index tuples that cut ``array``'s batch axis (or, for a batch of one, its
+    channel axis) into one piece per worker: for element-wise work whose pieces are
+    independent. Outside a parallel block, or for a small array, one call: fn((...,))."""
+    threads = parallel_threads(array)
+    if threads == 1 or array.ndim < 2 or array.size < MIN_PARALLEL_ELEMENTS:
+        fn((Ellipsis,))
+        return
+    axis = 0 if array.shape[0] >= threads else 1
+    pieces = [(slice(None),) * axis + (slice(a, b),)
+              for a, b in split_range(array.shape[axis], threads)]
+    parallel_map(fn, pieces, like=array)
+
+
+def split_range(n, parts):
+    """[start, stop) ranges cutting range(n) into at most ``parts`` near-equal pieces."""
+    parts = max(1, min(parts, n))
+    bounds = [n * k // parts for k in range(parts + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 # glibc's mallopt parameters (malloc.h)

@@ -36,7 +36,8 @@ EXIT_DIVERGED = 3  # the safeguard gave up: the energy stayed non-finite after i
 def _overrides(args):
     """The inversion options given on the command line (the base rate: cvpr15's lr, ijcv16's
     eta)."""
-    o = {name: getattr(args, name) for name in ("iters", "restarts", "window", "channels", "seed")
+    o = {name: getattr(args, name)
+         for name in ("iters", "restarts", "window", "channels", "seed", "threads")
          if getattr(args, name, None) is not None}
     if getattr(args, "lr", None) is not None:
         o["lr" if args.preset == "cvpr15" else "eta"] = args.lr
@@ -282,6 +283,9 @@ def _add_common(p, layer=True):
                    help="base learning rate (cvpr15: lr, default 0.004; "
                    "ijcv16: eta, default HW·0.05·B²/α); lower it if a run diverges")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int_at_least(1), metavar="N",
+                   help="CPU: split each step's work over N threads, BLAS at one thread "
+                   "(needs threadpoolctl: pip install 'minigrad[parallel]')")
     p.add_argument("--resize", type=int_at_least(8), metavar="N",
                    help="resize the image so its longer side is N pixels (also allows huge ones)")
     p.add_argument("--weights", help="a converted .npz of weights (default: the net's default)")

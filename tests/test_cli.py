@@ -88,11 +88,12 @@ def test_invert_cnn_window_and_channels(photo, tmp_path, conv_only_weights):
     out = tmp_path / "o"
     r = run("invert", photo, "--net", "alexnet", "--weights", conv_only_weights, "--layer",
             "conv2", "--iters", 6, "--window", 5, "--channels", "first-half", "--seed", 3,
-            "--out", out, "--quiet")
+            "--threads", 2, "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["options"]["window"] == 5 and m["options"]["channels"] == "first-half"
     assert m["options"]["seed"] == 3 and m["layer"] == "conv2"
+    assert m["options"]["threads"] == 2
     assert check_png(out / "reconstruction.png") == (224, 224)
 
 
@@ -216,6 +217,20 @@ def test_bad_option_values(photo, tmp_path):
     assert_one_line_error(r, "first-half")
     r = run("invert", photo, "--net", "hog", "--device", "tpu", "--out", tmp_path / "o")
     assert_one_line_error(r, "unknown device")
+    r = run("invert", photo, "--net", "hog", "--threads", 0, "--out", tmp_path / "o")
+    assert r.returncode == 2  # argparse's usage, then its one error line
+    assert r.stderr.splitlines()[-1].endswith("argument --threads: must be an integer >= 1, got 0")
+
+
+def test_threads_without_threadpoolctl_is_a_one_line_error(photo, tmp_path):
+    blocked = ("import sys; sys.modules['threadpoolctl'] = None; from minigrad.cli import main; "
+               "sys.exit(main(sys.argv[1:]))")
+    args = ["invert", photo, "--net", "hog", "--threads", 2, "--out", tmp_path / "o"]
+    r = subprocess.run([sys.executable, "-c", blocked, *map(str, args)], cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                       text=True, timeout=300)
+    assert_one_line_error(r, "needs threadpoolctl", "minigrad[parallel]")
+    assert not (tmp_path / "o").exists()  # refused before the run: nothing written
 
 
 def test_gradcheck_and_weights_subcommands():

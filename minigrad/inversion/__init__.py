@@ -69,7 +69,9 @@ broadcastable to Φ0), ``seed``, ``callback(step, x, terms)``, ``tol``/``patienc
 when the relative energy change stays below ``tol``; off in the presets), ``sync_every``
 (host syncs — logging, NaN checks, callback, early stop — happen only every N steps: default 1
 on the CPU, where they cost nothing, 10 on CUDA), ``device``, ``on_interrupt`` ("raise" or
-"return": Ctrl-C returns the current result marked ``status="interrupted"``).
+"return": Ctrl-C returns the current result marked ``status="interrupted"``), ``threads=N``
+(CPU: the loop runs in ``backend.parallel(N)``, the large array work split over N threads with
+BLAS at one; needs threadpoolctl; default None: one Python thread, BLAS as configured).
 
 ``objective`` selects the data term (``objectives.py``): "l2" (the default, the inversion
 above), "inner" (−C·⟨w, Φ(x)⟩ with the target taken as the weights w: activation maximisation)

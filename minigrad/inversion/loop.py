@@ -195,6 +195,8 @@ def _setup(rep, image, code, layer, preset, overrides):
     backend.keep_freed_memory()  # no page faults for each iteration's temporaries
     opts = resolve_options(rep, layer, preset, **overrides)
     device = backend.check_device(opts["device"] or rep.device)
+    if device == "cpu":
+        backend.check_parallel(opts["threads"])
     if rep.device != device:
         rep.to(device)
     xp = backend.xp_for(device)
@@ -304,34 +306,15 @@ class Run:
 
 def _optimise(pb, x, rng):
     """The loop; returns (Run, History). Ctrl-C ends it per ``on_interrupt``."""
-    opts, sched, xp = pb.opts, pb.schedule, pb.xp
+    opts, xp = pb.opts, pb.xp
     opt = get_preset(opts["preset"]).optimizer(opts)
     run, history = Run(x=x, snapshot=x.copy()), History(xp)
-    run.guard, step = Safeguard(opt, opts["safeguard"]), 0
+    run.guard = Safeguard(opt, opts["safeguard"])
     run.guard.save(x, 0, math.inf)  # the start: something to go back to before the first sync
+    threads = opts["threads"] if opts["device"] == "cpu" else None  # the GPU is parallel already
     try:
-        while step < sched.total:
-            run.step, lr = step, run.guard.rate(sched(step))
-            if sched.changes_at(step):
-                opt.reset()  # CVPR15: momentum reset at each rate change; IJCV16: v at phase 2
-            oy, ox = _crop_offset(pb, rng, step)
-            xt = Tensor(run.x, requires_grad=True)
-            loss, ra, tv, e = _energy(pb, xt, oy, ox)
-            e.sum().backward()
-            history.record(step, lr, [loss.data.mean() / opts["loss_weight"], ra.data.mean(),
-                                      tv.data.mean(), e.data.mean()])
-            if ((step + 1) % pb.sync_every == 0 or step + 1 == sched.total) and \
-                    _sync(pb, run, history, lr):
-                break
-            if run.redo is not None:  # a back-off: x and the optimiser are the snapshot's
-                step, run.redo = run.redo, None
-                continue
-            g = xt.grad if pb.weights.step_scale == 1.0 else xt.grad * pb.weights.step_scale
-            opt.step(run.x, g, lr)
-            if opts["bound"] is not None:
-                project_pixel_norm(run.x, opts["bound"])
-            del xt, loss, ra, tv, e
-            step += 1
+        with backend.parallel(threads):
+            _steps(pb, run, history, opt, rng)
     except KeyboardInterrupt:
         if opts["on_interrupt"] == "raise":
             raise
@@ -342,6 +325,33 @@ def _optimise(pb, x, rng):
         run.status, run.message = "non-finite", (f"the last update made x non-finite; kept the "
                                                  f"iterate of iteration {run.snapshot_step}")
     return run, history
+
+
+def _steps(pb, run, history, opt, rng):
+    """The iterations, until the schedule ends or a sync stops them."""
+    opts, sched, step = pb.opts, pb.schedule, 0
+    while step < sched.total:
+        run.step, lr = step, run.guard.rate(sched(step))
+        if sched.changes_at(step):
+            opt.reset()  # CVPR15: momentum reset at each rate change; IJCV16: v at phase 2
+        oy, ox = _crop_offset(pb, rng, step)
+        xt = Tensor(run.x, requires_grad=True)
+        loss, ra, tv, e = _energy(pb, xt, oy, ox)
+        e.sum().backward()
+        history.record(step, lr, [loss.data.mean() / opts["loss_weight"], ra.data.mean(),
+                                  tv.data.mean(), e.data.mean()])
+        if ((step + 1) % pb.sync_every == 0 or step + 1 == sched.total) and \
+                _sync(pb, run, history, lr):
+            return
+        if run.redo is not None:  # a back-off: x and the optimiser are the snapshot's
+            step, run.redo = run.redo, None
+            continue
+        g = xt.grad if pb.weights.step_scale == 1.0 else xt.grad * pb.weights.step_scale
+        opt.step(run.x, g, lr)
+        if opts["bound"] is not None:
+            project_pixel_norm(run.x, opts["bound"])
+        del xt, loss, ra, tv, e
+        step += 1
 
 
 def _sync(pb, run, history, lr):

@@ -29,7 +29,7 @@ COMMON = dict(
     iters=None, restarts=1, window=None, channels=None, mask=None, seed=0, callback=None,
     tol=None, patience=10, sync_every=None, device=None, on_interrupt="raise", init=None,
     size=None, jitter=None, jitter_phases=None, loss_weight=None, alpha=6.0, beta=2.0,
-    bound=None, original=None, objective="l2", safeguard=True,
+    bound=None, original=None, objective="l2", safeguard=True, threads=None,
 )
 
 
@@ -214,7 +214,7 @@ _RULES = {
                  "bound", "tol", "phase2_factor"),
     "non-negative": ("lambda_alpha", "lambda_tv"),
     "fraction": ("momentum", "decay"),
-    "positive integer": ("iters", "restarts", "patience", "sync_every", "window"),
+    "positive integer": ("iters", "restarts", "patience", "sync_every", "window", "threads"),
     "non-negative integer": ("seed", "jitter"),
     "positive numbers": ("lr_factors",),
     "positive integers": ("lr_lengths", "phase_iters", "size"),

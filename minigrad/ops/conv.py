@@ -51,6 +51,23 @@ def col2im(cols, out, sy, sx, dy, dx):
     return out
 
 
+def split_matmul(A, B):
+    """A (..., M, K) @ B (..., K, L), its M rows spread over the workers of a parallel block
+    (``backend.parallel``): each worker writes its own rows of the one result."""
+    threads = backend.parallel_threads(B)
+    if threads == 1:
+        return A @ B
+    xp = get_array_module(B)
+    batch = xp.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    out = xp.empty(batch + (A.shape[-2], B.shape[-1]), dtype=xp.result_type(A, B))
+
+    def rows(bounds):
+        xp.matmul(A[..., bounds[0]:bounds[1], :], B, out=out[..., bounds[0]:bounds[1], :])
+
+    backend.parallel_map(rows, backend.split_range(A.shape[-2], threads), like=B)
+    return out
+
+
 def weight_matrix(W, groups):
     """(O, Cg, kh, kw) -> (G, O/G, kh·kw·Cg), in the column order of im2col."""
     O, Cg, kh, kw = W.shape
@@ -110,7 +127,7 @@ class Conv2d(Function):
             x_rows = x_pad[:, :, input_rows(r0, r1, sy, dy, kh)]
             cols = im2col(x_rows, kh, kw, sy, sx, dy, dx, r1 - r0, ow, G)  # (N,G,kh,kw,Cg,rb,ow)
             cols = cols.reshape(N, G, K, (r1 - r0) * ow)  # (N, G, K, L)
-            y_rows = W_mat @ cols  # (N, G, Og, L)
+            y_rows = split_matmul(W_mat, cols)  # (N, G, Og, L)
             if y is None:
                 y = y_rows
             else:
@@ -133,7 +150,7 @@ class Conv2d(Function):
             W_t = self.W_mat.swapaxes(1, 2)  # (G, K, Og)
             for r0, r1 in blocks:
                 g_rows = gy_groups[:, :, :, r0:r1].reshape(N, G, O // G, (r1 - r0) * ow)
-                gcols = W_t @ g_rows  # (N, G, K, L)
+                gcols = split_matmul(W_t, g_rows)  # (N, G, K, L)
                 gcols = gcols.reshape(N, G, kh, kw, -1, r1 - r0, ow)  # (N, G, kh, kw, Cg, rb, ow)
                 col2im(gcols, gx[:, :, input_rows(r0, r1, sy, dy, kh)], sy, sx, dy, dx)
             gx = gx[:, :, ph:padded_shape[2] - ph, pw:padded_shape[3] - pw]

@@ -180,12 +180,26 @@ class Where(Broadcasting):
 
 
 class ReLU(Function):
+    """y = a · [a > 0]; dy/da = [a > 0] (0 at 0, as PyTorch). Same shape.
+
+    Computed piecewise (``backend.parallel_for``: pieces run on the workers of a parallel
+    block, if any; else the whole array at once)."""
+
     def forward(self, a):
-        self.positive = a > 0
-        return a * self.positive
+        xp = get_array_module(a)
+        self.positive, y = xp.empty(a.shape, dtype=bool), xp.empty_like(a)
+
+        def piece(i):
+            xp.greater(a[i], 0, out=self.positive[i])
+            xp.multiply(a[i], self.positive[i], out=y[i])
+        backend.parallel_for(piece, a)
+        return y
 
     def backward(self, gy):
-        return gy * self.positive
+        xp = get_array_module(gy)
+        gx = xp.empty_like(gy)
+        backend.parallel_for(lambda i: xp.multiply(gy[i], self.positive[i], out=gx[i]), gy)
+        return gx
 
 
 class Cast(Function):

@@ -52,28 +52,36 @@ def _pool_geometry(x, kernel_size, stride, padding, ceil_mode, name):
     return pads, offsets
 
 
-def _max_along(a, axis, k, s, out):
-    """Max over k strided windows along one axis, and per offset t ≥ 1 where it beat the max of
-    offsets 0..t-1 (boolean masks: two passes per offset, against five for winner indices)."""
+def _max_along(a, axis, k, s, out, best=None):
+    """Max over k strided windows along one axis (into ``best`` if given), and per offset
+    t ≥ 1 where it beat the max of offsets 0..t-1 (boolean masks: two passes per offset,
+    against five for winner indices)."""
+    xp = get_array_module(a)
     index = [slice(None)] * a.ndim
-    best, beats = None, []
-    for window in window_slices(k, s, 1, out):
+    beats = []
+    for t, window in enumerate(window_slices(k, s, 1, out)):
         index[axis] = window
         candidate = a[tuple(index)]
-        if best is None:
-            best = candidate.copy()
+        if t == 0:
+            best = candidate.copy() if best is None else _assign(best, candidate)
             continue
         beats.append(candidate > best)  # strict: ties keep the first maximum
-        get_array_module(a).maximum(best, candidate, out=best)
+        xp.maximum(best, candidate, out=best)
     return best, beats
 
 
-def _route_back(g, beats, axis, k, s, full_shape):
-    """Adjoint of _max_along: the winner is the last offset whose mask is set (else offset 0),
-    so walk the offsets backwards, each taking the gradient it won from what is left."""
-    xp = get_array_module(g)
-    tiled = k == s and full_shape[axis] == k * g.shape[axis]  # windows partition the axis
-    out = xp.empty(full_shape, dtype=g.dtype) if tiled else xp.zeros(full_shape, dtype=g.dtype)
+def _assign(out, value):
+    out[...] = value
+    return out
+
+
+def _route_back(g, beats, axis, k, s, out):
+    """Adjoint of _max_along, into ``out`` (the input's shape): the winner is the last offset
+    whose mask is set (else offset 0), so walk the offsets backwards, each taking the gradient
+    it won from what is left."""
+    tiled = k == s and out.shape[axis] == k * g.shape[axis]  # windows partition the axis
+    if not tiled:
+        out[...] = 0
     index = [slice(None)] * g.ndim
     windows = window_slices(k, s, 1, g.shape[axis])
     left = g
@@ -98,7 +106,8 @@ class MaxPool2d(Function):
 
     The max over a kh×kw window equals the max over columns of the per-column maxima, so two
     passes of kh and kw slices replace kh·kw slices. Ties go to one element (the first row in
-    the winning column, the first such column), which is all a subgradient needs.
+    the winning column, the first such column), which is all a subgradient needs. Pieces of
+    the batch or channels run on the workers of a parallel block (``backend.parallel_for``).
     """
 
     def forward(self, x, kernel_size, stride=None, padding=0, ceil_mode=False):
@@ -109,15 +118,29 @@ class MaxPool2d(Function):
         ow = _count(offsets[0][1])
         padded = any(p for pair_ in pads for p in pair_)
         x_pad = backend.pad(x, pads, -xp.inf) if padded else x  # (N, C, Hp, Wp)
-        rows_max, self.row_beats = _max_along(x_pad, 2, kh, sy, oh)  # (N, C, oh, Wp)
-        y, self.col_beats = _max_along(rows_max, 3, kw, sx, ow)  # (N, C, oh, ow)
-        self.geometry = (kh, kw, sy, sx, pads, x_pad.shape, rows_max.shape)
+        y = xp.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
+        self.pieces = []  # (index, row masks, column masks) per piece
+
+        def piece(i):
+            rows_max, row_beats = _max_along(x_pad[i], 2, kh, sy, oh)  # (N, C, oh, Wp)
+            _, col_beats = _max_along(rows_max, 3, kw, sx, ow, best=y[i])  # (N, C, oh, ow)
+            self.pieces.append((i, row_beats, col_beats))
+        backend.parallel_for(piece, x_pad)
+        self.geometry = (kh, kw, sy, sx, pads, x_pad.shape)
         return y
 
     def backward(self, gy):
-        kh, kw, sy, sx, pads, padded_shape, rows_shape = self.geometry
-        g_rows = _route_back(gy, self.col_beats, 3, kw, sx, rows_shape)  # (N, C, oh, Wp)
-        gx = _route_back(g_rows, self.row_beats, 2, kh, sy, padded_shape)  # (N, C, Hp, Wp)
+        kh, kw, sy, sx, pads, padded_shape = self.geometry
+        xp = get_array_module(gy)
+        gx = xp.empty(padded_shape, dtype=gy.dtype)
+
+        def piece(entry):
+            i, row_beats, col_beats = entry
+            rows_shape = gx[i].shape[:2] + (gy.shape[2], padded_shape[3])
+            g_rows = _route_back(gy[i], col_beats, 3, kw, sx,
+                                 xp.empty(rows_shape, dtype=gy.dtype))  # (N, C, oh, Wp)
+            _route_back(g_rows, row_beats, 2, kh, sy, gx[i])  # (N, C, Hp, Wp)
+        backend.parallel_map(piece, self.pieces, like=gy)
         return _crop(gx, pads)
 
 

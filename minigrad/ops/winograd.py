@@ -229,11 +229,16 @@ def correlate(x, pads, U, m, r, groups, reflected=False):
     x_pad = _pad_or_crop(x, top, th * m + r - 1 - H - top, left, tw * m + r - 1 - W - left)
     y = xp.empty((N, U.shape[1] * U.shape[2], th * m, tw * m), dtype=x.dtype)
     band = max(BAND_BUDGET // (alpha * alpha * N * C * tw), -(-MIN_GEMM_TILES // tw), 1)
-    band = -(-th // -(-th // min(band, th)))  # the same number of bands, as even as possible
-    for t0 in range(0, th, band):
-        t1 = min(t0 + band, th)
-        rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
-        y[:, :, t0 * m:t1 * m] = _correlate_tiles(rows, U, m, r, t1 - t0, tw, reflected)
+    threads = backend.parallel_threads(x)
+    bands = -(-th // min(band, th))
+    bands = min(th, -(-bands // threads) * threads)  # a multiple of the workers, if rows allow
+
+    def run_band(rows):
+        t0, t1 = rows
+        band_rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
+        y[:, :, t0 * m:t1 * m] = _correlate_tiles(band_rows, U, m, r, t1 - t0, tw, reflected)
+
+    backend.parallel_map(run_band, backend.split_range(th, bands), like=x)
     return y[:, :, :oh, :ow]
 
 

@@ -1,0 +1,173 @@
+"""The parallel mode (``backend.parallel``, ``invert(threads=N)``, ``--threads N``): its
+process-wide settings and their restoration, concurrent and nested blocks, and ops that give
+torch's float64 results (convolutions) or the serial results bit for bit (ReLU, max-pool)
+when their work is split over worker threads."""
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import F, backend
+from minigrad.inversion import InversionError
+from minigrad.ops import winograd
+
+threadpoolctl = pytest.importorskip("threadpoolctl", reason="the parallel mode needs threadpoolctl")
+
+
+def blas_threads():
+    counts = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+    assert len(counts) == 1, counts
+    return counts.pop()
+
+
+@pytest.fixture
+def split_small(monkeypatch):
+    """Split arrays of any size (tests use small ones), into pieces of ragged size."""
+    monkeypatch.setattr(backend, "MIN_PARALLEL_ELEMENTS", 1)
+
+
+@pytest.fixture
+def blas_at_two():
+    """BLAS at two threads (whatever the machine's default), so a block visibly changes it."""
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        assert blas_threads() == 2
+        yield
+
+
+def test_parallel_holds_blas_at_one_thread_and_restores_the_settings(blas_at_two):
+    interval = sys.getswitchinterval()
+    with backend.parallel(2):
+        assert blas_threads() == 1
+        assert sys.getswitchinterval() == pytest.approx(backend.SWITCH_INTERVAL)
+        assert backend.parallel_threads(np.zeros(1)) == 2
+    assert blas_threads() == 2 and sys.getswitchinterval() == interval
+    assert backend.parallel_threads(np.zeros(1)) == 1
+
+
+def test_concurrent_blocks_keep_the_settings_until_the_last_one_leaves(blas_at_two):
+    entered, first_left, seen = threading.Event(), threading.Event(), {}
+
+    def second():
+        with backend.parallel(2):
+            entered.set()
+            first_left.wait(10)
+            seen["inside after the first left"] = blas_threads()
+            seen["own workers"] = backend.parallel_threads(np.zeros(1))
+
+    thread = threading.Thread(target=second)
+    with backend.parallel(3):
+        thread.start()
+        assert entered.wait(10)
+        assert backend.parallel_threads(np.zeros(1)) == 3  # each thread has its own block
+    first_left.set()
+    thread.join(10)
+    assert seen == {"inside after the first left": 1, "own workers": 2}
+    assert blas_threads() == 2
+
+
+def test_work_on_the_workers_and_in_nested_blocks_runs_serially():
+    x = np.zeros(4)
+    with backend.parallel(2):
+        with backend.parallel(5):  # keeps the outer block's two workers
+            assert backend.parallel_threads(x) == 2
+        names = backend.parallel_map(lambda _: threading.current_thread().name, range(8), like=x)
+        inner = backend.parallel_map(lambda _: backend.parallel_threads(x), range(2), like=x)
+    assert all(n.startswith("minigrad") for n in names)
+    assert inner == [1, 1]  # a worker has no block: what it calls runs serially, no deadlock
+    assert backend.parallel_map(lambda i: i * i, range(4), like=x) == [0, 1, 4, 9]
+
+
+def test_split_range_covers_the_range_in_near_equal_pieces():
+    assert backend.split_range(7, 3) == [(0, 2), (2, 4), (4, 7)]
+    assert backend.split_range(2, 5) == [(0, 1), (1, 2)]
+    assert backend.split_range(5, 1) == [(0, 5)]
+
+
+def test_parallel_without_threadpoolctl_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+    with pytest.raises(RuntimeError, match=r"needs threadpoolctl.*minigrad\[parallel\]"):
+        with backend.parallel(2):
+            pass
+    with pytest.raises(RuntimeError, match="needs threadpoolctl"):
+        backend.check_parallel(2)
+    backend.check_parallel(1)  # one thread needs nothing
+    with backend.parallel(None):
+        assert backend.parallel_threads(np.zeros(1)) == 1
+
+
+def test_cupy_work_runs_serially_in_a_block(cuda):
+    y = backend.xp_for(cuda).zeros(4)
+    with backend.parallel(2):
+        assert backend.parallel_threads(y) == 1
+        names = backend.parallel_map(lambda _: threading.current_thread().name, range(3), like=y)
+    assert set(names) == {threading.current_thread().name}
+
+
+def _grads(fn, x, g):
+    xt = mg.Tensor(x, requires_grad=True)
+    y = fn(xt)
+    y.backward(g)
+    return y.data, xt.grad
+
+
+POOLS = [  # (x shape, kernel, stride, padding, ceil_mode): tiled, overlapping, padded, ceil
+    ((1, 5, 8, 8), 2, 2, 0, False), ((3, 4, 13, 13), 3, 2, 0, True),
+    ((1, 7, 11, 9), 3, 2, 1, False), ((2, 3, 9, 10), 3, 1, 1, False),
+]
+
+
+@pytest.mark.parametrize("xs, k, s, p, ceil", POOLS)
+def test_split_max_pool_and_relu_are_bit_identical_to_serial(xs, k, s, p, ceil, split_small,
+                                                             rng):
+    x = rng.permutation(np.prod(xs)).reshape(xs).astype(np.float64) - np.prod(xs) / 2  # no ties
+    pool = lambda t: F.max_pool2d(F.relu(t), k, s, p, ceil_mode=ceil)  # noqa: E731
+    g = rng.standard_normal(pool(mg.Tensor(x)).shape)
+    serial = _grads(pool, x, g)
+    with backend.parallel(3):
+        split = _grads(pool, x, g)
+    for a, b, what in zip(serial, split, ("forward", "input gradient")):
+        np.testing.assert_array_equal(a, b, err_msg=what)
+
+
+CONVS = [  # (x shape, w shape, padding, groups, algorithm)
+    ((1, 4, 23, 17), (6, 4, 3, 3), 1, 1, "winograd"),  # F(4,3)
+    ((1, 4, 13, 13), (6, 2, 3, 3), 1, 2, "winograd"),  # F(2,3), groups
+    ((1, 4, 27, 27), (6, 2, 5, 5), 2, 2, "winograd"),  # F(3,5): its own backward U
+    ((1, 6, 13, 13), (8, 3, 3, 3), 1, 2, "im2col"),
+    ((2, 3, 12, 12), (5, 3, 5, 5), 2, 1, "im2col"),
+]
+
+
+@pytest.mark.parametrize("xs, ws, padding, groups, algorithm", CONVS)
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_convolutions_match_torch_float64(xs, ws, padding, groups, algorithm, threads,
+                                                monkeypatch, rng):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(winograd, "MIN_GEMM_TILES", 1)  # bands of one tile row: many pieces
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    conv = lambda t: F.conv2d(t, mg.Tensor(w), padding=padding, groups=groups,  # noqa: E731
+                              algorithm=algorithm)
+    x_th = torch.tensor(x, requires_grad=True)
+    y_th = torch.nn.functional.conv2d(x_th, torch.tensor(w), padding=padding, groups=groups)
+    g = rng.standard_normal(tuple(y_th.shape))
+    y_th.backward(torch.from_numpy(g))
+    with backend.parallel(threads):
+        y, gx = _grads(conv, x, g)
+    np.testing.assert_allclose(y, y_th.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gx, x_th.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_invert_with_threads_follows_the_serial_run_and_checks_the_option(rng):
+    import models
+
+    rep = models.get("alexnet", weights=None, seed=0)
+    image = (rng.random((67, 67, 3)) * 255).astype(np.uint8)
+    runs = [mg.invert(rep, image, "conv3", iters=4, threads=t) for t in (None, 2)]
+    assert [r.status for r in runs] == ["completed", "completed"]
+    assert runs[1].options["threads"] == 2
+    scale = np.abs(runs[0].image).max()
+    np.testing.assert_allclose(runs[1].image, runs[0].image, atol=1e-4 * scale)  # float32 order
+    with pytest.raises(InversionError, match="threads must be an integer >= 1"):
+        mg.invert(rep, image, "conv3", iters=1, threads=0)
