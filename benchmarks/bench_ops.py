@@ -1,6 +1,7 @@
 """Per-op timings, minigrad (NumPy) against PyTorch CPU, forward plus input gradient.
 
     python -m benchmarks.bench_ops [--repeat 20] [--rounds 3] [--threads 2] [--only conv]
+                                   [--parallel]
 
 Shapes are CaffeNet's at a 227x227 input and VGG-16's at 224x224. Weights are constants (no
 weight gradients), as in an inversion. Each implementation is timed in blocks: an untimed
@@ -8,7 +9,8 @@ warm-up of at least 0.2 s (OpenBLAS's worker threads spin for ~0.1 s after a Num
 slow down whatever runs next), then ``--repeat`` calls; ``--rounds`` rounds, the median of
 the per-round medians reported. Prints a Markdown table: the conv algorithm minigrad's
 ``algorithm="auto"`` picked, minigrad's time, the same with every conv forced to im2col, torch's
-time, and the ratios.
+time, and the ratios. ``--parallel``: minigrad runs in ``backend.parallel(--threads)`` (BLAS at
+one thread, the ops' work split over worker threads: ``invert(threads=N)``).
 """
 import argparse
 import os
@@ -133,13 +135,17 @@ def _time_case(fn, x0, consts, torch, TF, args):
     """Median over rounds of (auto, im2col-only, torch), each timed as one block per round."""
     run_mg = _minigrad_step(fn, x0, consts)
     run_torch = _torch_step(torch, TF, fn, x0, consts)
+    threads = args.threads if args.parallel else None
 
     def run_im2col():
         with conv_algorithms.forced("im2col"):
             run_mg()
 
-    rounds = [[median_time(f, args.repeat) for f in (run_mg, run_im2col, run_torch)]
-              for _ in range(args.rounds)]
+    def timed(f):
+        with mg.backend.parallel(threads if f is not run_torch else None):
+            return median_time(f, args.repeat)
+
+    rounds = [[timed(f) for f in (run_mg, run_im2col, run_torch)] for _ in range(args.rounds)]
     return np.median(np.array(rounds), axis=0)
 
 
@@ -149,6 +155,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", default=None, help="only the ops whose name contains this")
+    parser.add_argument("--parallel", action="store_true",
+                        help="minigrad in backend.parallel(--threads): BLAS at one thread")
     args = parser.parse_args(argv)
     mg.backend.keep_freed_memory()  # as invert does; set before either library runs
     import torch
@@ -165,7 +173,8 @@ def main(argv=None):
         rows.append((name, _algorithms(fn, x0, consts), t_mg * 1e3, t_im2col * 1e3,
                      t_torch * 1e3))
     print(f"threads: {args.threads} (BLAS: OPENBLAS_NUM_THREADS="
-          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}), numpy {np.__version__}, "
+          f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}"
+          f"{'; minigrad in backend.parallel' if args.parallel else ''}), numpy {np.__version__}, "
           f"torch {torch.__version__}, load average {'%.1f %.1f %.1f' % os.getloadavg()}\n")
     print("| op (fwd + input grad) | algorithm | minigrad ms | im2col-only ms | torch ms "
           "| mg/torch | im2col-only/torch |")

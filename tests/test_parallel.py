@@ -167,7 +167,9 @@ def test_invert_with_threads_follows_the_serial_run_and_checks_the_option(rng):
     runs = [mg.invert(rep, image, "conv3", iters=4, threads=t) for t in (None, 2)]
     assert [r.status for r in runs] == ["completed", "completed"]
     assert runs[1].options["threads"] == 2
-    scale = np.abs(runs[0].image).max()
-    np.testing.assert_allclose(runs[1].image, runs[0].image, atol=1e-4 * scale)  # float32 order
+    # float32: the split GEMMs sum in another order, which can flip max-pool near-ties (measured
+    # 1e-7 to 4e-5 here); a misplaced piece would be off by O(1)
+    x0, x1 = runs[0].x, runs[1].x
+    assert np.linalg.norm(x1 - x0) / np.linalg.norm(x0) < 1e-3
     with pytest.raises(InversionError, match="threads must be an integer >= 1"):
         mg.invert(rep, image, "conv3", iters=1, threads=0)
