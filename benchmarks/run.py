@@ -1,7 +1,7 @@
 """Time one feature-inversion iteration: minigrad (NumPy) vs PyTorch CPU vs JAX CPU.
 
     python -m benchmarks.run [--quick] [--threads 2] [--repeat 8] [--rounds 3]
-                             [--cases caffenet:conv5,hog] [--no-memory] [--no-jax]
+                             [--cases caffenet:conv5,hog] [--no-memory] [--no-jax] [--serial]
                              [--results benchmarks/RESULTS.md] [--png benchmarks/run.png]
 
 What is timed: one iteration of the CVPR15 inversion (forward to the layer, the normalised
@@ -22,7 +22,11 @@ the inversion itself needs: target, graph, saved arrays, optimiser state, JIT co
 
 Threads: NumPy's BLAS (OPENBLAS/OMP/MKL_NUM_THREADS, set before NumPy loads: the command
 re-runs itself in a child with them when needed), torch.set_num_threads and XLA's CPU pool
-get the same count. A GPU section (minigrad-cupy vs torch-cuda) runs when CuPy sees a GPU.
+get the same count. minigrad's row runs ``invert(threads=N)``, the parallel mode (BLAS held at
+one thread, each op's large work split over N worker threads; ``backend.parallel``) when
+threadpoolctl is installed and N > 1; the "serial" column is plain ``invert()``: one Python
+thread, BLAS at N threads (``--serial``: only that, as the main row). A GPU section
+(minigrad-cupy vs torch-cuda) runs when CuPy sees a GPU.
 Outputs: a Markdown report on stdout, the section between ``<!-- BEGIN benchmarks/run.py -->``
 and ``<!-- END benchmarks/run.py -->`` of ``--results`` (the rest of the file is kept), and a
 PNG bar chart of the time ratios (Pillow).
@@ -88,11 +92,12 @@ def problem(case):
 
 class MinigradRunner:
     """Runs ``minigrad.invert`` for n iterations, timing each between callbacks; with
-    ``algorithm`` every conv is forced to it (the im2col baseline, in the same process)."""
+    ``algorithm`` every conv is forced to it (the im2col baseline, in the same process);
+    ``threads``: invert's option (the parallel mode)."""
 
-    def __init__(self, rep, image, layer, device="cpu", algorithm="auto"):
+    def __init__(self, rep, image, layer, device="cpu", algorithm="auto", threads=None):
         self.rep, self.image, self.layer, self.device = rep, image, layer, device
-        self.algorithm = algorithm
+        self.algorithm, self.threads = algorithm, threads
 
     def times(self, warmup, n, on_step=None):
         from minigrad.ops import conv_algorithms
@@ -113,7 +118,7 @@ class MinigradRunner:
                 on_step(step)
 
         mg.invert(self.rep, self.image, self.layer, preset="cvpr15", iters=warmup + n + 1,
-                  callback=callback, sync_every=1, device=self.device)
+                  callback=callback, sync_every=1, device=self.device, threads=self.threads)
         return [b - a for a, b in zip(stamps[warmup:-1], stamps[warmup + 1:])]
 
 
@@ -134,16 +139,30 @@ class RefRunner:
         return out
 
 
-def runners(case, libs, device="cpu"):
+def parallel_threads(threads):
+    """invert's ``threads`` for minigrad's main row: N when N > 1 and threadpoolctl is
+    installed (the parallel mode), else None (serial)."""
+    try:
+        import threadpoolctl  # noqa: F401 - the parallel mode needs it
+    except ImportError:
+        return None
+    return threads if threads > 1 else None
+
+
+def runners(case, libs, device="cpu", threads=None):
+    """{lib: runner}; ``threads``: invert's option for "minigrad" and "minigrad-im2col"
+    ("minigrad-serial" never has it)."""
     rep, image, layer = problem(case)
     out = {}
     for lib in libs:
-        if lib == "minigrad":
-            out[lib] = MinigradRunner(rep, image, layer, device)
+        if lib in ("minigrad", "minigrad-serial"):
+            out[lib] = MinigradRunner(rep, image, layer, device,
+                                      threads=threads if lib == "minigrad" else None)
         elif lib == "minigrad-im2col":
             if rep.kind != "cnn":
                 continue  # HOG/DSIFT's small filter banks always run by im2col
-            out[lib] = MinigradRunner(rep, image, layer, device, algorithm="im2col")
+            out[lib] = MinigradRunner(rep, image, layer, device, algorithm="im2col",
+                                      threads=threads)
         elif lib == "torch":
             from benchmarks.ref_torch import TorchInversion
 
@@ -180,16 +199,17 @@ def _proc_status(key):
     return float("nan")
 
 
-def memory_child(lib, case, iters=3):
+def memory_child(lib, case, threads, iters=3):
     """In a fresh process: print JSON {"base": RSS MiB once the imports and the network are
-    loaded, "peak": VmHWM after building the inversion and running 1 + ``iters`` iterations}."""
+    loaded, "peak": VmHWM after building the inversion and running 1 + ``iters`` iterations};
+    ``threads``: invert's option, "none" or a count."""
     if lib == "torch":
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     elif lib == "jax":
         import jax.numpy  # noqa: F401 - imported before the baseline, like torch
-    runner = runners(case, [lib]).get(lib)
+    runner = runners(case, [lib], threads=None if threads == "none" else int(threads)).get(lib)
     if runner is None:
         print(json.dumps(None))
         return 0
@@ -208,8 +228,9 @@ def memory_child(lib, case, iters=3):
     return 0
 
 
-def measure_memory(lib, case, threads):
-    cmd = [sys.executable, "-m", "benchmarks.run", "--memory-child", lib, case]
+def measure_memory(lib, case, threads, invert_threads):
+    cmd = [sys.executable, "-m", "benchmarks.run", "--memory-child", lib, case,
+           str(invert_threads).lower()]
     res = subprocess.run(cmd, capture_output=True, text=True, env=_env_threads(threads),
                          cwd=ROOT)
     if res.returncode != 0:
@@ -258,6 +279,16 @@ def _fmt_ratio(r):
     return "–" if r is None else f"{r:.2f}"
 
 
+def _mode(args):
+    if args.invert_threads is None:
+        return (f"`invert()`, one Python thread, BLAS at {args.threads} threads (no serial "
+                f"column: {'--serial' if args.serial else 'threadpoolctl is not installed'})")
+    return (f"`invert(threads={args.invert_threads})`, the parallel mode: BLAS at one thread, "
+            f"each op's large work split over {args.invert_threads} worker threads (so is the "
+            f"im2col-only column); \"mg serial\": `invert()`, one Python thread, BLAS at "
+            f"{args.threads} threads")
+
+
 def render(rows, env, args, sgemm, gpu_rows, command):
     lines = [
         f"Command: `{command}`  ",
@@ -273,10 +304,12 @@ def render(rows, env, args, sgemm, gpu_rows, command):
         f"Linux VmHWM (peak RSS) over setup + 4 iterations; \"iter\" = peak − RSS with "
         f"imports and weights loaded.",
         "",
+        f"minigrad-numpy: {_mode(args)}.",
+        "",
         "| case | minigrad-numpy ms | torch-cpu ms | jax-cpu ms | mg/torch | mg/jax | target "
-        "| mg im2col-only ms | mg/im2col | conv GFLOP/s mg / torch "
+        "| mg serial ms | serial/torch | mg im2col-only ms | mg/im2col | conv GFLOP/s mg / torch "
         "| peak RSS MiB mg / torch / jax | iter MiB mg / torch / jax | iter mem mg/torch |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         t = r["times"]
@@ -299,8 +332,10 @@ def render(rows, env, args, sgemm, gpu_rows, command):
         mverdict = "–" if mr is None else (f"{mr:.2f} "
                                           f"({'met' if mr <= MEMORY_TARGET else 'MISSED'})")
         ri = _ratio(t.get("minigrad"), t.get("minigrad-im2col"))
+        rs = _ratio(t.get("minigrad-serial"), t.get("torch"))
         lines.append(f"| {r['case']} | {_ms(t.get('minigrad'))} | {_ms(t.get('torch'))} | "
                      f"{_ms(t.get('jax'))} | {_fmt_ratio(rt)} | {_fmt_ratio(rj)} | {verdict} | "
+                     f"{_ms(t.get('minigrad-serial'))} | {_fmt_ratio(rs)} | "
                      f"{_ms(t.get('minigrad-im2col'))} | {_fmt_ratio(ri)} | "
                      f"{gf} | {mcol['peak']} | {mcol['iter']} | {mverdict} |")
     lines += ["", "\"mg im2col-only\": the same minigrad iteration with every conv forced to "
@@ -377,7 +412,7 @@ def draw_chart(rows, path):
 def time_case(case, libs, args, device="cpu"):
     import numpy as np
 
-    run = runners(case, libs, device)
+    run = runners(case, libs, device, args.invert_threads)
     samples = {lib: [] for lib in run}
     for _ in range(args.rounds):
         for lib, r in run.items():
@@ -390,6 +425,9 @@ def measure(args, command):
     from benchmarks.roofline import network_flops, sgemm_gflops
 
     libs = ["minigrad"] + ([] if args.no_im2col else ["minigrad-im2col"])
+    args.invert_threads = None if args.serial else parallel_threads(args.threads)
+    if args.invert_threads is not None:
+        libs.append("minigrad-serial")
     try:
         import torch
 
@@ -416,8 +454,8 @@ def measure(args, command):
             row["conv_flops"] = conv + fc
             row["algorithms"] = conv_algorithm_summary(rep, image, layer)
         if not args.no_memory:
-            row["memory"] = {lib: measure_memory(lib, case, args.threads) for lib in libs
-                             if lib != "minigrad-im2col"}
+            row["memory"] = {lib: measure_memory(lib, case, args.threads, args.invert_threads)
+                             for lib in libs if lib not in ("minigrad-im2col", "minigrad-serial")}
         rows.append(row)
         print(f"# {case}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items())
               + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
@@ -452,7 +490,10 @@ def main(argv=None):
                     help="Markdown file whose run.py section is replaced ('' to skip)")
     ap.add_argument("--png", default=os.path.join(ROOT, "benchmarks", "run.png"),
                     help="bar chart ('' to skip)")
-    ap.add_argument("--memory-child", nargs=2, metavar=("LIB", "CASE"), help=argparse.SUPPRESS)
+    ap.add_argument("--serial", action="store_true",
+                    help="minigrad's row without the parallel mode: plain invert()")
+    ap.add_argument("--memory-child", nargs=3, metavar=("LIB", "CASE", "THREADS"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     from minigrad import backend
 

@@ -11,7 +11,7 @@ import pytest
 import minigrad as mg
 from minigrad import F, backend
 from minigrad.inversion import InversionError
-from minigrad.ops import winograd
+from minigrad.ops import conv, winograd
 
 threadpoolctl = pytest.importorskip("threadpoolctl", reason="the parallel mode needs threadpoolctl")
 
@@ -137,6 +137,7 @@ CONVS = [  # (x shape, w shape, padding, groups, algorithm)
     ((1, 4, 27, 27), (6, 2, 5, 5), 2, 2, "winograd"),  # F(3,5): its own backward U
     ((1, 6, 13, 13), (8, 3, 3, 3), 1, 2, "im2col"),
     ((2, 3, 12, 12), (5, 3, 5, 5), 2, 1, "im2col"),
+    ((1, 96, 9, 8), (6, 48, 3, 3), 1, 2, "im2col"),  # dx split by input channel
 ]
 
 
@@ -146,15 +147,16 @@ def test_split_convolutions_match_torch_float64(xs, ws, padding, groups, algorit
                                                 monkeypatch, rng):
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(winograd, "MIN_GEMM_TILES", 1)  # bands of one tile row: many pieces
+    monkeypatch.setattr(conv, "COLS_BUDGET", 4000)  # im2col in blocks of a few output rows
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
-    conv = lambda t: F.conv2d(t, mg.Tensor(w), padding=padding, groups=groups,  # noqa: E731
-                              algorithm=algorithm)
+    convolve = lambda t: F.conv2d(t, mg.Tensor(w), padding=padding,  # noqa: E731
+                                  groups=groups, algorithm=algorithm)
     x_th = torch.tensor(x, requires_grad=True)
     y_th = torch.nn.functional.conv2d(x_th, torch.tensor(w), padding=padding, groups=groups)
     g = rng.standard_normal(tuple(y_th.shape))
     y_th.backward(torch.from_numpy(g))
     with backend.parallel(threads):
-        y, gx = _grads(conv, x, g)
+        y, gx = _grads(convolve, x, g)
     np.testing.assert_allclose(y, y_th.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gx, x_th.grad.numpy(), rtol=1e-10, atol=1e-12)
 
@@ -173,3 +175,17 @@ def test_invert_with_threads_follows_the_serial_run_and_checks_the_option(rng):
     assert np.linalg.norm(x1 - x0) / np.linalg.norm(x0) < 1e-3
     with pytest.raises(InversionError, match="threads must be an integer >= 1"):
         mg.invert(rep, image, "conv3", iters=1, threads=0)
+
+
+@pytest.mark.parametrize("xs", [(7,), (1, 7), (3, 7), (2, 3, 7)])
+def test_split_linear_matches_torch_float64(xs, rng):
+    torch = pytest.importorskip("torch")
+    x, w, b = rng.standard_normal(xs), rng.standard_normal((5, 7)), rng.standard_normal(5)
+    x_th = torch.tensor(x, requires_grad=True)
+    y_th = torch.nn.functional.linear(x_th, torch.tensor(w), torch.tensor(b))
+    g = rng.standard_normal(tuple(y_th.shape))
+    y_th.backward(torch.from_numpy(g))
+    with backend.parallel(2):
+        y, gx = _grads(lambda t: F.linear(t, mg.Tensor(w), mg.Tensor(b)), x, g)
+    np.testing.assert_allclose(y, y_th.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, x_th.grad.numpy(), rtol=1e-12, atol=1e-12)

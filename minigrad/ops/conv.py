@@ -8,6 +8,7 @@ channels); col2im is the mirror with ``+=``.
 from .. import backend
 from ..backend import get_array_module
 from ..tensor import Function
+from . import linalg
 
 
 def pair(v, name="argument"):
@@ -42,29 +43,13 @@ def im2col(x_pad, kh, kw, sy, sx, dy, dx, oh, ow, groups=1):
 
 
 def col2im(cols, out, sy, sx, dy, dx):
-    """Adjoint of im2col: add (N, G, kh, kw, C/G, oh, ow) columns into out (N, C, Hp, Wp)."""
+    """Adjoint of im2col: add (N, G, kh, kw, C/G, oh, ow) columns into out (N, C, Hp, Wp),
+    or (N, G, C/G, Hp, Wp)."""
     N, G, kh, kw, Cg, oh, ow = cols.shape
-    out_groups = out.reshape(N, G, Cg, *out.shape[2:])  # splitting an axis: always a view
+    out_groups = out if out.ndim == 5 else out.reshape(N, G, Cg, *out.shape[2:])  # a view
     for i, rows in enumerate(window_slices(kh, sy, dy, oh)):
         for j, columns in enumerate(window_slices(kw, sx, dx, ow)):
             out_groups[..., rows, columns] += cols[:, :, i, j]
-    return out
-
-
-def split_matmul(A, B):
-    """A (..., M, K) @ B (..., K, L), its M rows spread over the workers of a parallel block
-    (``backend.parallel``): each worker writes its own rows of the one result."""
-    threads = backend.parallel_threads(B)
-    if threads == 1:
-        return A @ B
-    xp = get_array_module(B)
-    batch = xp.broadcast_shapes(A.shape[:-2], B.shape[:-2])
-    out = xp.empty(batch + (A.shape[-2], B.shape[-1]), dtype=xp.result_type(A, B))
-
-    def rows(bounds):
-        xp.matmul(A[..., bounds[0]:bounds[1], :], B, out=out[..., bounds[0]:bounds[1], :])
-
-    backend.parallel_map(rows, backend.split_range(A.shape[-2], threads), like=B)
     return out
 
 
@@ -97,6 +82,12 @@ def input_rows(r0, r1, sy, dy, kh):
     return slice(r0 * sy, (r1 - 1) * sy + dy * (kh - 1) + 1)
 
 
+# in a parallel block the input gradient splits input channels over the workers when each gets
+# at least this many (its kh·kw GEMMs of that many rows); VGG's conv1_1 (3 channels) splits
+# the rows of its one GEMM instead: 9 GEMMs of 1–2 rows made it 1.5× slower
+MIN_SPLIT_CHANNELS = 16
+
+
 class Conv2d(Function):
     """y[n, o] = b[o] + Σ_{c,i,j} W[o, c, i, j] · x_pad[n, g·Cg + c, s·u + d·i, s·v + d·j].
 
@@ -127,7 +118,7 @@ class Conv2d(Function):
             x_rows = x_pad[:, :, input_rows(r0, r1, sy, dy, kh)]
             cols = im2col(x_rows, kh, kw, sy, sx, dy, dx, r1 - r0, ow, G)  # (N,G,kh,kw,Cg,rb,ow)
             cols = cols.reshape(N, G, K, (r1 - r0) * ow)  # (N, G, K, L)
-            y_rows = split_matmul(W_mat, cols)  # (N, G, Og, L)
+            y_rows = linalg.split_matmul(W_mat, cols)  # (N, G, Og, L)
             if y is None:
                 y = y_rows
             else:
@@ -145,14 +136,7 @@ class Conv2d(Function):
         N, O, oh, ow = gy.shape
         gx = gW = gb = None
         if self.needs_input_grad[0]:
-            gx = get_array_module(gy).zeros(padded_shape, dtype=gy.dtype)
-            gy_groups = gy.reshape(N, G, O // G, oh, ow)
-            W_t = self.W_mat.swapaxes(1, 2)  # (G, K, Og)
-            for r0, r1 in blocks:
-                g_rows = gy_groups[:, :, :, r0:r1].reshape(N, G, O // G, (r1 - r0) * ow)
-                gcols = split_matmul(W_t, g_rows)  # (N, G, K, L)
-                gcols = gcols.reshape(N, G, kh, kw, -1, r1 - r0, ow)  # (N, G, kh, kw, Cg, rb, ow)
-                col2im(gcols, gx[:, :, input_rows(r0, r1, sy, dy, kh)], sy, sx, dy, dx)
+            gx = self._input_gradient(gy)
             gx = gx[:, :, ph:padded_shape[2] - ph, pw:padded_shape[3] - pw]
         if self.needs_input_grad[1]:
             gy_mat = gy.reshape(N, G, O // G, oh * ow)  # (N, G, Og, L)
@@ -161,6 +145,37 @@ class Conv2d(Function):
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return gx, gW, gb
+
+
+    def _input_gradient(self, gy):
+        """gx_pad = col2im(Wᵀ gy), per block of output rows. In a parallel block, with enough
+        input channels, each worker takes a range of them: its rows of Wᵀ, then col2im into its
+        own channels of gx (no two workers add into one element)."""
+        padded_shape, (sy, sx), _, (dy, dx), G, (kh, kw), blocks = self.params
+        N, O, oh, ow = gy.shape
+        gx = get_array_module(gy).zeros(padded_shape, dtype=gy.dtype)
+        gx_groups = gx.reshape(N, G, -1, *padded_shape[2:])  # (N, G, Cg, Hp, Wp)
+        Cg, threads = gx_groups.shape[2], backend.parallel_threads(gy)
+        by_channel = threads > 1 and Cg >= MIN_SPLIT_CHANNELS * threads
+        W_t = self.W_mat.swapaxes(1, 2)  # (G, K, Og)
+        W_t = W_t.reshape(G, kh * kw, Cg, O // G) if by_channel else W_t
+        gy_groups = gy.reshape(N, G, O // G, oh, ow)
+        for r0, r1 in blocks:
+            g_rows = gy_groups[:, :, :, r0:r1].reshape(N, G, O // G, (r1 - r0) * ow)
+            rows = input_rows(r0, r1, sy, dy, kh)
+            if not by_channel:  # one GEMM (its rows split over any workers), one col2im
+                gcols = linalg.split_matmul(W_t, g_rows)  # (N, G, K, L)
+                col2im(gcols.reshape(N, G, kh, kw, Cg, r1 - r0, ow), gx_groups[..., rows, :],
+                       sy, sx, dy, dx)
+                continue
+
+            def channels(bounds, g_rows=g_rows, rows=rows, height=r1 - r0):
+                c0, c1 = bounds
+                gcols = W_t[:, :, c0:c1] @ g_rows[:, :, None]  # (N, G, kh·kw, cc, L)
+                col2im(gcols.reshape(N, G, kh, kw, c1 - c0, height, ow),
+                       gx_groups[:, :, c0:c1, rows], sy, sx, dy, dx)
+            backend.parallel_map(channels, backend.split_range(Cg, threads), like=gy)
+        return gx
 
 
 def _check_conv(x, W, b, groups):

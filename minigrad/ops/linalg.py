@@ -1,6 +1,24 @@
 """Matrix products: matmul (with NumPy's batching rules) and the fused linear layer."""
+from .. import backend
 from ..backend import get_array_module
 from ..tensor import Function
+
+
+def split_matmul(A, B):
+    """A (..., M, K) @ B (..., K, L), its M rows spread over the workers of a parallel block
+    (``backend.parallel``): each worker writes its own rows of the one result."""
+    threads = backend.parallel_threads(B)
+    if threads == 1:
+        return A @ B
+    xp = get_array_module(B)
+    batch = xp.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    out = xp.empty(batch + (A.shape[-2], B.shape[-1]), dtype=xp.result_type(A, B))
+
+    def rows(bounds):
+        xp.matmul(A[..., bounds[0]:bounds[1], :], B, out=out[..., bounds[0]:bounds[1], :])
+
+    backend.parallel_map(rows, backend.split_range(A.shape[-2], threads), like=B)
+    return out
 
 
 class MatMul(Function):
@@ -42,14 +60,23 @@ class Linear(Function):
                 f"of shape {W.shape} expects {W.shape[1]}"
             )
         self.x, self.W = x, W
-        y = x @ W.T  # (..., out)
+        y = _rows_times(W, x)  # (..., out) = x Wᵀ
         return y + b if b is not None else y
 
     def backward(self, gy):
-        gx = gy @ self.W if self.needs_input_grad[0] else None  # (..., in)
+        gx = _rows_times(self.W.T, gy) if self.needs_input_grad[0] else None  # (..., in) = gy W
         gW = gb = None
         if self.needs_input_grad[1]:
             gW = gy.reshape(-1, gy.shape[-1]).T @ self.x.reshape(-1, self.x.shape[-1])  # (out, in)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             gb = gy.reshape(-1, gy.shape[-1]).sum(axis=0)
         return gx, gW, gb
+
+
+def _rows_times(M, x):
+    """x Mᵀ for x (..., k) and M (n, k), as (M xᵀ)ᵀ: the rows of M, contiguous in memory
+    for M = W, are what ``split_matmul`` spreads over the workers (an fc layer at batch 1 is a
+    matrix-vector product bound by reading W)."""
+    if backend.parallel_threads(x) == 1:
+        return x @ M.T
+    return split_matmul(M, x.reshape(-1, x.shape[-1]).T).T.reshape(x.shape[:-1] + (M.shape[0],))
