@@ -62,8 +62,8 @@ def variants(x_nchw, U):
     Ub = U.swapaxes(2, 3)
 
     def nchw():
-        y = np.ascontiguousarray(winograd.correlate(x_nchw, ((1, 1), (1, 1)), U, 4, 3, 1))
-        return np.ascontiguousarray(winograd.correlate(y, ((1, 1), (1, 1)), Ub, 4, 3, 1, True))
+        y = winograd.correlate(x_nchw, ((1, 1), (1, 1)), U, 4, 3, 1)
+        return winograd.correlate(y, ((1, 1), (1, 1)), Ub, 4, 3, 1, True)
 
     def nhwc():
         y = correlate_nhwc(x_nhwc, 1, U, 4, 3)

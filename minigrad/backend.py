@@ -173,7 +173,17 @@ def pad(x, widths, value=0.0):
     xp = get_array_module(x)
     shape = tuple(n + lo + hi for n, (lo, hi) in zip(x.shape, widths))
     out = xp.full(shape, value, dtype=x.dtype) if value else xp.zeros(shape, dtype=x.dtype)
-    out[tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, widths))] = x
+    interior = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape, widths))
+
+    def piece(index):  # x[index] -> its place in out (pieces of one axis: parallel_for)
+        axis, part = len(index) - 1, index[-1]
+        if part is not Ellipsis:
+            lo = widths[axis][0]
+            out[interior[:axis] + (slice(lo + part.start, lo + part.stop),)
+                + interior[axis + 1:]] = x[index]
+        else:
+            out[interior] = x
+    parallel_for(piece, x)
     return out
 
 

@@ -189,3 +189,15 @@ def test_split_linear_matches_torch_float64(xs, rng):
         y, gx = _grads(lambda t: F.linear(t, mg.Tensor(w), mg.Tensor(b)), x, g)
     np.testing.assert_allclose(y, y_th.detach().numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gx, x_th.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, widths", [
+    ((1, 5, 4, 3), ((0, 0), (0, 0), (1, 2), (3, 0))),
+    ((3, 2, 4, 4), ((0, 0), (1, 1), (2, 2), (0, 1))),  # split along the batch, pad channels
+    ((1, 7, 3, 3), ((0, 1), (2, 0), (0, 0), (1, 1))),  # split along padded channels
+])
+def test_split_pad_equals_numpy_pad(shape, widths, split_small, rng):
+    x = rng.standard_normal(shape)
+    with backend.parallel(3):
+        ours = backend.pad(x, widths, -np.inf)
+    np.testing.assert_array_equal(ours, np.pad(x, widths, constant_values=-np.inf))

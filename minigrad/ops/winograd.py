@@ -217,10 +217,11 @@ BAND_BUDGET = 2 ** 18
 MIN_GEMM_TILES = 128
 
 
-def correlate(x, pads, U, m, r, groups, reflected=False):
+def correlate(x, pads, U, m, r, groups, reflected=False, bias=None):
     """Valid cross-correlation of x (N, C, H, W), zero-padded by pads ((top, bottom), (left,
-    right), negative = crop), with transformed weights U (α², G, Og, Cg): (N, G·Og, oh, ow).
-    ``reflected``: with the flipped kernel of the one U was transformed from."""
+    right), negative = crop), with transformed weights U (α², G, Og, Cg): a new contiguous
+    (N, G·Og, oh, ow), plus ``bias`` (G·Og,) if given. ``reflected``: with the flipped kernel
+    of the one U was transformed from."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     (top, bottom), (left, right) = pads
@@ -228,19 +229,26 @@ def correlate(x, pads, U, m, r, groups, reflected=False):
     th, tw = -(-oh // m), -(-ow // m)
     alpha = m + r - 1
     x_pad = _pad_or_crop(x, top, th * m + r - 1 - H - top, left, tw * m + r - 1 - W - left)
-    y = xp.empty((N, U.shape[1] * U.shape[2], th * m, tw * m), dtype=x.dtype)
+    y = xp.empty((N, U.shape[1] * U.shape[2], oh, ow), dtype=x.dtype)
     band = max(BAND_BUDGET // (alpha * alpha * N * C * tw), -(-MIN_GEMM_TILES // tw), 1)
     threads = backend.parallel_threads(x)
     bands = -(-th // min(band, th))
     bands = min(th, -(-bands // threads) * threads)  # a multiple of the workers, if rows allow
+    b = None if bias is None else bias.reshape(1, -1, 1, 1)
 
     def run_band(rows):
         t0, t1 = rows
         band_rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
-        y[:, :, t0 * m:t1 * m] = _correlate_tiles(band_rows, U, m, r, t1 - t0, tw, reflected)
+        tiles = _correlate_tiles(band_rows, U, m, r, t1 - t0, tw, reflected)
+        # the tiles' output, less what the last tile row and column add past (oh, ow)
+        y0, y1 = t0 * m, min(t1 * m, oh)
+        if b is None:
+            y[:, :, y0:y1] = tiles[:, :, :y1 - y0, :ow]
+        else:
+            xp.add(tiles[:, :, :y1 - y0, :ow], b, out=y[:, :, y0:y1])
 
     backend.parallel_map(run_band, backend.split_range(th, bands), like=x)
-    return y[:, :, :oh, :ow]
+    return y
 
 
 def _correlate_tiles(x_pad, U, m, r, th, tw, reflected):
@@ -298,10 +306,7 @@ class WinogradConv2d(Function):
         if transformed is None:
             transformed = _transformer(W, groups)
         U = transformed("forward", m)
-        y = correlate(x, ((ph, ph), (pw, pw)), U, m, r, groups)
-        y = get_array_module(x).ascontiguousarray(y)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+        y = correlate(x, ((ph, ph), (pw, pw)), U, m, r, groups, bias=b)
         self.geometry = (x.shape, (ph, pw), r, groups, m)
         self.transformed = transformed if self.needs_input_grad[0] else None
         self.x = x if self.needs_input_grad[1] else None
