@@ -146,7 +146,6 @@ class Conv2d(Function):
             gb = gy.sum(axis=(0, 2, 3))
         return gx, gW, gb
 
-
     def _input_gradient(self, gy):
         """gx_pad = col2im(Wᵀ gy), per block of output rows. In a parallel block, with enough
         input channels, each worker takes a range of them: its rows of Wᵀ, then col2im into its

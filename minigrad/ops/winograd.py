@@ -212,8 +212,10 @@ BAND_BUDGET = 2 ** 18
 # 38 MB for a 512-channel layer) through its α² GEMMs, so bands of a few tiles (14 on VGG's
 # 28 px conv4_x at the budget alone) are bound by reading U, and tiny GEMMs pay OpenBLAS's
 # thread hand-off at 2 threads. Measured (fwd + dx, 2 threads, benchmarks.bench_ops): conv4_3
-# 60 -> 33 ms, conv3_3 64 -> 41 ms at 64 tiles; 128 then gave VGG's 56 px layer (256 ch) 38 ->
-# 28–31 ms in the parallel mode (one-thread GEMMs want larger N) and 36 -> 34 ms without it.
+# 60 -> 33 ms, conv3_3 64 -> 41 ms at 64 tiles. 128 then gave (``python -m
+# benchmarks.bench_bands``, two runs) VGG's 56 px layer 30 -> 28 and 42 -> 37 ms in the parallel
+# mode (one-thread GEMMs want a larger N), 28 px 41 -> 36 and 45 -> 41, at a cost of 5–8 % on
+# the 224 px layer: about 4 % off VGG-16 to conv5_3, nothing to conv3_3.
 MIN_GEMM_TILES = 128
 
 
