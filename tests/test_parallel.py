@@ -201,3 +201,18 @@ def test_split_pad_equals_numpy_pad(shape, widths, split_small, rng):
     with backend.parallel(3):
         ours = backend.pad(x, widths, -np.inf)
     np.testing.assert_array_equal(ours, np.pad(x, widths, constant_values=-np.inf))
+
+
+def test_threads_on_cuda_are_ignored_and_need_no_threadpoolctl(cuda, monkeypatch, rng):
+    """On the GPU the loop never enters the parallel mode: the stand-in's run with threads=2
+    equals the run without, bit for bit, even with threadpoolctl missing."""
+    import models
+
+    image = (rng.random((67, 67, 3)) * 255).astype(np.uint8)
+    plain = mg.invert(models.get("alexnet", weights=None, seed=0), image, "conv2", iters=3,
+                      device=cuda)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)
+    threaded = mg.invert(models.get("alexnet", weights=None, seed=0), image, "conv2", iters=3,
+                         device=cuda, threads=2)
+    assert threaded.status == "completed" and threaded.options["threads"] == 2
+    np.testing.assert_array_equal(threaded.x, plain.x)
