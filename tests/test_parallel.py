@@ -141,12 +141,18 @@ CONVS = [  # (x shape, w shape, padding, groups, algorithm)
 ]
 
 
-@pytest.mark.parametrize("xs, ws, padding, groups, algorithm", CONVS)
+# Winograd twice: bands of one tile row on the workers (MIN_GEMM_TILES 1), and one band whose
+# input channels, then output channels, the workers share (too few rows for a band each)
+SPLIT_CONVS = [case + (tiles,) for case in CONVS
+               for tiles in ((1, 1 << 20) if case[4] == "winograd" else (1,))]
+
+
+@pytest.mark.parametrize("xs, ws, padding, groups, algorithm, min_tiles", SPLIT_CONVS)
 @pytest.mark.parametrize("threads", [2, 3])
-def test_split_convolutions_match_torch_float64(xs, ws, padding, groups, algorithm, threads,
-                                                monkeypatch, rng):
+def test_split_convolutions_match_torch_float64(xs, ws, padding, groups, algorithm, min_tiles,
+                                                threads, monkeypatch, rng):
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(winograd, "MIN_GEMM_TILES", 1)  # bands of one tile row: many pieces
+    monkeypatch.setattr(winograd, "MIN_GEMM_TILES", min_tiles)
     monkeypatch.setattr(conv, "COLS_BUDGET", 4000)  # im2col in blocks of a few output rows
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
     convolve = lambda t: F.conv2d(t, mg.Tensor(w), padding=padding,  # noqa: E731

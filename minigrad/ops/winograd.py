@@ -233,8 +233,10 @@ def correlate(x, pads, U, m, r, groups, reflected=False, bias=None):
     x_pad = _pad_or_crop(x, top, th * m + r - 1 - H - top, left, tw * m + r - 1 - W - left)
     y = xp.empty((N, U.shape[1] * U.shape[2], oh, ow), dtype=x.dtype)
     band = max(BAND_BUDGET // (alpha * alpha * N * C * tw), -(-MIN_GEMM_TILES // tw), 1)
-    threads = backend.parallel_threads(x)
-    bands = -(-th // min(band, th))
+    threads, bands = backend.parallel_threads(x), -(-th // min(band, th))
+    if bands < threads:  # too few tile rows to share out: the workers share the channels
+        _correlate_by_channels(x_pad, U, m, r, th, tw, reflected, y, bias)
+        return y
     bands = min(th, -(-bands // threads) * threads)  # a multiple of the workers, if rows allow
     b = None if bias is None else bias.reshape(1, -1, 1, 1)
 
@@ -242,36 +244,85 @@ def correlate(x, pads, U, m, r, groups, reflected=False, bias=None):
         t0, t1 = rows
         band_rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
         tiles = _correlate_tiles(band_rows, U, m, r, t1 - t0, tw, reflected)
-        # the tiles' output, less what the last tile row and column add past (oh, ow)
-        y0, y1 = t0 * m, min(t1 * m, oh)
-        if b is None:
-            y[:, :, y0:y1] = tiles[:, :, :y1 - y0, :ow]
-        else:
-            xp.add(tiles[:, :, :y1 - y0, :ow], b, out=y[:, :, y0:y1])
+        _store(y[:, :, t0 * m:min(t1 * m, oh)], tiles, b)
 
     backend.parallel_map(run_band, backend.split_range(th, bands), like=x)
     return y
 
 
+def _store(target, tiles, bias):
+    """target (..., h, w) = the tiles' output (..., ≥ h, ≥ w) less what the last tile row and
+    column add past it, plus ``bias`` if given."""
+    h, w = target.shape[-2:]
+    if bias is None:
+        target[...] = tiles[..., :h, :w]
+    else:
+        get_array_module(target).add(tiles[..., :h, :w], bias, out=target)
+
+
+def _correlate_by_channels(x_pad, U, m, r, th, tw, reflected, y, bias):
+    """All tiles at once, the work shared by the workers of a parallel block by channels: each
+    transforms a range of the input channels, then multiplies and transforms back a range of
+    every group's outputs (for layers of few tile rows: bands there would be short GEMMs, each
+    reading all of U). Writes y (N, G·Og, oh, ow)."""
+    xp = get_array_module(x_pad)
+    N, C = x_pad.shape[:2]
+    alpha, (_, G, Og, Cg) = m + r - 1, U.shape
+    threads = backend.parallel_threads(x_pad)
+    v = xp.empty((alpha, alpha, N, C, th * tw), dtype=x_pad.dtype)
+
+    def transform(bounds):
+        c0, c1 = bounds
+        v[:, :, :, c0:c1] = _input_transform(x_pad[:, c0:c1], m, r, th, tw, reflected)
+
+    backend.parallel_map(transform, backend.split_range(C, threads), like=x_pad)
+    v = v.reshape(alpha * alpha, N, G, Cg, th * tw)
+    y_groups = y.reshape(N, G, Og, *y.shape[2:])
+    b = None if bias is None else bias.reshape(1, G, Og, 1, 1)
+
+    def outputs(bounds):
+        o0, o1 = bounds
+        M = U[:, None, :, o0:o1] @ v  # (α², N, G, o1 - o0, tiles)
+        tiles = _output_tiles(M, m, r, th, tw, reflected)
+        _store(y_groups[:, :, o0:o1], tiles, None if b is None else b[:, :, o0:o1])
+
+    backend.parallel_map(outputs, backend.split_range(Og, threads), like=x_pad)
+
+
 def _correlate_tiles(x_pad, U, m, r, th, tw, reflected):
     """(N, C, th·m + r - 1, tw·m + r - 1) -> (N, O, th·m, tw·m): transform, GEMMs, inverse."""
+    N, C = x_pad.shape[:2]
+    alpha, (_, G, Og, Cg) = m + r - 1, U.shape
+    v = _input_transform(x_pad, m, r, th, tw, reflected).reshape(alpha * alpha, N, G, Cg,
+                                                                  th * tw)
+    M = U[:, None] @ v  # (α², N, G, Og, tiles): one GEMM per frequency and group
+    return _output_tiles(M, m, r, th, tw, reflected).reshape(N, G * Og, th * m, tw * m)
+
+
+def _input_transform(x_pad, m, r, th, tw, reflected):
+    """(N, C, th·m + r - 1, tw·m + r - 1) -> V (α, α, N, C, th·tw) = Bᵀ d B for every tile d."""
     xp = get_array_module(x_pad)
     N, C = x_pad.shape[:2]
     alpha = m + r - 1
     sN, sC, sH, sW = x_pad.strides
     tiles = backend.as_strided(x_pad, (alpha, alpha, N, C, th, tw),
                                (sH, sW, sN, sC, sH * m, sW * m))  # tiles[k, l, n, c, ty, tx]
-    AT, BT = _matrices(m, r, x_pad.dtype, xp, reflected)
+    _, BT = _matrices(m, r, x_pad.dtype, xp, reflected)
     d = xp.ascontiguousarray(tiles).reshape(alpha, -1)
     t = (BT @ d).reshape(alpha, alpha, -1)  # Bᵀ along the tile rows: t[ξ, l, ...]
     v = BT @ t  # and along the columns: v[ξ, ν, ...] = (Bᵀ d B)[ξ, ν]
-    _, G, Og, Cg = U.shape
-    v = v.reshape(alpha * alpha, N, G, Cg, th * tw)
-    M = U[:, None] @ v  # (α², N, G, Og, tiles): one GEMM per frequency and group
+    return v.reshape(alpha, alpha, N, C, th * tw)
+
+
+def _output_tiles(M, m, r, th, tw, reflected):
+    """M (α², N, G, Og, th·tw) -> (N, G, Og, th·m, tw·m): Aᵀ M A for every tile."""
+    xp = get_array_module(M)
+    alpha, (N, G, Og) = m + r - 1, M.shape[1:4]
+    AT, _ = _matrices(m, r, M.dtype, xp, reflected)
     z = (AT @ M.reshape(alpha, -1)).reshape(m, alpha, -1)  # Aᵀ along the rows
-    y = AT @ z  # (m, m, N·O·th·tw): the output tiles
-    y = y.reshape(m, m, N, G * Og, th, tw).transpose(2, 3, 4, 0, 5, 1)
-    return y.reshape(N, G * Og, th * m, tw * m)
+    y = AT @ z  # (m, m, N·G·Og·th·tw): the output tiles
+    y = y.reshape(m, m, N, G, Og, th, tw).transpose(2, 3, 4, 5, 0, 6, 1)
+    return y.reshape(N, G, Og, th * m, tw * m)
 
 
 def _pad_or_crop(x, top, bottom, left, right):
