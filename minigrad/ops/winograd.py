@@ -30,6 +30,10 @@ engine. Where the points are closed under p -> 1/p (F(2,3), F(4,3)), the flipped
 transform is the forward U re-indexed (``reflection``), so the gradient uses the forward U with
 permuted Aᵀ, Bᵀ and keeps no second copy (VGG-16: 122 MB less). A weight gradient, when asked
 for, comes from im2col columns (``conv``).
+
+In a parallel block (``backend.parallel``) the bands of tile rows run on the workers, or, for a
+layer with too few rows for a band per worker, its channels are shared out
+(``_correlate_by_channels``).
 """
 import functools
 import math
