@@ -220,7 +220,7 @@ def parallel(threads):
         yield
     finally:
         pool, _local.pool, _local.threads = _local.pool, None, 1
-        pool.shutdown()
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C: drop the pieces not started
         _leave_process_settings()
 
 

@@ -46,6 +46,16 @@ def test_parallel_holds_blas_at_one_thread_and_restores_the_settings(blas_at_two
     assert backend.parallel_threads(np.zeros(1)) == 1
 
 
+def test_an_interrupted_block_restores_the_settings(blas_at_two):
+    interval = sys.getswitchinterval()
+    with pytest.raises(KeyboardInterrupt):
+        with backend.parallel(2):
+            backend.parallel_map(lambda _: None, range(4), like=np.zeros(1))
+            raise KeyboardInterrupt
+    assert blas_threads() == 2 and sys.getswitchinterval() == interval
+    assert backend.parallel_threads(np.zeros(1)) == 1
+
+
 def test_concurrent_blocks_keep_the_settings_until_the_last_one_leaves(blas_at_two):
     entered, first_left, seen = threading.Event(), threading.Event(), {}
 
@@ -222,3 +232,17 @@ def test_threads_on_cuda_are_ignored_and_need_no_threadpoolctl(cuda, monkeypatch
                          device=cuda, threads=2)
     assert threaded.status == "completed" and threaded.options["threads"] == 2
     np.testing.assert_array_equal(threaded.x, plain.x)
+
+
+def test_ctrl_c_in_a_threaded_run_returns_the_iterate_and_restores_blas(blas_at_two, rng):
+    import models
+
+    def interrupt(step, x, terms):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    image = (rng.random((67, 67, 3)) * 255).astype(np.uint8)
+    r = mg.invert(models.get("alexnet", weights=None, seed=0), image, "conv2", iters=10,
+                  threads=2, callback=interrupt, on_interrupt="return")
+    assert r.status == "interrupted" and np.all(np.isfinite(r.x))
+    assert blas_threads() == 2
