@@ -5,6 +5,7 @@ both NumPy (CPU) and CuPy (GPU), as in Chainer and DeZero. CuPy is optional: wit
 library is CPU-only and nothing here fails.
 """
 import contextlib
+import itertools
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -214,7 +215,7 @@ def parallel(threads):
         yield
         return
     _enter_process_settings()
-    _local.pool = ThreadPoolExecutor(threads, thread_name_prefix="minigrad")
+    _local.pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="minigrad")
     _local.threads = threads
     try:
         yield
@@ -278,12 +279,29 @@ def parallel_threads(like):
 
 
 def parallel_map(fn, items, like):
-    """[fn(item) for item in items], spread over the parallel block's workers when there is
-    one; serially otherwise, and when ``like`` (an array of the work) is a CuPy array."""
+    """[fn(item) for item in items], spread over the parallel block's threads when there is
+    one; serially otherwise, and when ``like`` (an array of the work) is a CuPy array.
+
+    The calling thread works too: it and threads - 1 pool workers take the next item in turn
+    until none is left, so no item waits for a worker to wake while one is idle."""
     items = list(items)
-    if parallel_threads(like) == 1 or len(items) < 2:
+    threads = parallel_threads(like)
+    if threads == 1 or len(items) < 2:
         return [fn(item) for item in items]
-    return list(_local.pool.map(fn, items))
+    results, taken, stop = [None] * len(items), itertools.count(), []
+
+    def drain():
+        while not stop and (k := next(taken)) < len(items):  # next() is atomic under the GIL
+            results[k] = fn(items[k])
+
+    helpers = [_local.pool.submit(drain) for _ in range(min(threads, len(items)) - 1)]
+    try:
+        drain()
+    finally:
+        stop.append(True)  # after an error here (or Ctrl-C), the helpers take no new item
+        for helper in helpers:
+            helper.result()  # waits; raises a helper's error
+    return results
 
 
 # element-wise work on fewer elements than this is not split: a hand-over to a worker costs

@@ -4,6 +4,7 @@ torch's float64 results (convolutions) or the serial results bit for bit (ReLU, 
 when their work is split over worker threads."""
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -82,11 +83,34 @@ def test_work_on_the_workers_and_in_nested_blocks_runs_serially():
     with backend.parallel(2):
         with backend.parallel(5):  # keeps the outer block's two workers
             assert backend.parallel_threads(x) == 2
-        names = backend.parallel_map(lambda _: threading.current_thread().name, range(8), like=x)
-        inner = backend.parallel_map(lambda _: backend.parallel_threads(x), range(2), like=x)
-    assert all(n.startswith("minigrad") for n in names)
-    assert inner == [1, 1]  # a worker has no block: what it calls runs serially, no deadlock
+        names = backend.parallel_map(lambda _: _slow(threading.current_thread).name, range(8),
+                                     like=x)
+        inner = backend.parallel_map(lambda _: _slow(backend.parallel_threads, x), range(8),
+                                     like=x)
+    # the calling thread and one pool worker take the items
+    assert {n.split("_")[0] for n in names} == {threading.current_thread().name, "minigrad"}
+    assert set(inner) == {1, 2}  # a worker has no block: what it calls runs serially, no deadlock
     assert backend.parallel_map(lambda i: i * i, range(4), like=x) == [0, 1, 4, 9]
+
+
+def _slow(fn, *args):
+    time.sleep(0.01)  # long enough for the worker to take items too
+    return fn(*args)
+
+
+def test_an_error_in_a_piece_reaches_the_caller_after_every_piece_in_flight(rng):
+    done = []
+
+    def piece(i):
+        time.sleep(0.01)
+        if i == 1:
+            raise ValueError("piece 1")
+        done.append(i)
+
+    with backend.parallel(2):
+        with pytest.raises(ValueError, match="piece 1"):
+            backend.parallel_map(piece, range(6), like=np.zeros(1))
+    assert len(done) < 6  # the pieces after the error were not all run
 
 
 def test_split_range_covers_the_range_in_near_equal_pieces():
