@@ -13,7 +13,8 @@ import os
 import sys
 import time
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from benchmarks.profile_step import rerun_with_blas_threads
+
 LAYERS = ((64, 224), (128, 112), (256, 56), (512, 28))  # (channels in = out, size): VGG-16
 SETTINGS = ((2 ** 18, 64), (2 ** 18, 128), (2 ** 17, 128), (2 ** 18, 256))
 
@@ -79,11 +80,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
-    if any(os.environ.get(v) != str(args.threads) for v in THREAD_VARS):
-        # BLAS reads its thread count when NumPy loads: rerun with it set
-        env = {**os.environ, **{v: str(args.threads) for v in THREAD_VARS}}
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.bench_bands",
-                                   *(argv if argv is not None else sys.argv[1:])], env)
+    rerun_with_blas_threads("benchmarks.bench_bands", args.threads, argv)
     rows = measure(args)
     print(f"Command: `python -m benchmarks.bench_bands --threads {args.threads} --repeat "
           f"{args.repeat} --rounds {args.rounds}`; load average {os.getloadavg()[0]:.1f}\n")

@@ -101,6 +101,15 @@ def table(case, step, per_op):
     return "\n".join(out)
 
 
+def rerun_with_blas_threads(module, threads, argv):
+    """Re-run ``python -m module argv`` in place with the BLAS thread variables at ``threads``,
+    unless they are set so already: BLAS reads its thread count when NumPy loads."""
+    if any(os.environ.get(v) != str(threads) for v in THREAD_VARS):
+        env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}}
+        os.execve(sys.executable, [sys.executable, "-m", module,
+                                   *(argv if argv is not None else sys.argv[1:])], env)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="caffenet:conv5,alexnet:conv5,vgg16:conv3_3")
@@ -109,11 +118,7 @@ def main(argv=None):
     ap.add_argument("--parallel", action="store_true",
                     help="run invert(threads=--threads): the parallel mode, BLAS at one thread")
     args = ap.parse_args(argv)
-    if any(os.environ.get(v) != str(args.threads) for v in THREAD_VARS):
-        # BLAS reads its thread count when NumPy loads: rerun with it set
-        env = {**os.environ, **{v: str(args.threads) for v in THREAD_VARS}}
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.profile_step",
-                                   *(argv if argv is not None else sys.argv[1:])], env)
+    rerun_with_blas_threads("benchmarks.profile_step", args.threads, argv)
     print(f"Command: `python -m benchmarks.profile_step --cases {args.cases} --iters "
           f"{args.iters} --threads {args.threads}{' --parallel' * args.parallel}`; load average "
           f"{os.getloadavg()[0]:.1f}\n")

@@ -139,7 +139,7 @@ class RefRunner:
         return out
 
 
-def parallel_threads(threads):
+def invert_threads(threads):
     """invert's ``threads`` for minigrad's main row: N when N > 1 and threadpoolctl is
     installed (the parallel mode), else None (serial)."""
     try:
@@ -425,7 +425,7 @@ def measure(args, command):
     from benchmarks.roofline import network_flops, sgemm_gflops
 
     libs = ["minigrad"] + ([] if args.no_im2col else ["minigrad-im2col"])
-    args.invert_threads = None if args.serial else parallel_threads(args.threads)
+    args.invert_threads = None if args.serial else invert_threads(args.threads)
     if args.invert_threads is not None:
         libs.append("minigrad-serial")
     try:

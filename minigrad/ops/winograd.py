@@ -239,7 +239,7 @@ def correlate(x, pads, U, m, r, groups, reflected=False, bias=None):
     band = max(BAND_BUDGET // (alpha * alpha * N * C * tw), -(-MIN_GEMM_TILES // tw), 1)
     threads, bands = backend.parallel_threads(x), -(-th // min(band, th))
     if bands < threads:  # too few tile rows to share out: the workers share the channels
-        _correlate_by_channels(x_pad, U, m, r, th, tw, reflected, y, bias)
+        _correlate_by_channels(x_pad, U, m, r, th, tw, reflected, y, bias, threads)
         return y
     bands = min(th, -(-bands // threads) * threads)  # a multiple of the workers, if rows allow
     b = None if bias is None else bias.reshape(1, -1, 1, 1)
@@ -264,15 +264,14 @@ def _store(target, tiles, bias):
         get_array_module(target).add(tiles[..., :h, :w], bias, out=target)
 
 
-def _correlate_by_channels(x_pad, U, m, r, th, tw, reflected, y, bias):
+def _correlate_by_channels(x_pad, U, m, r, th, tw, reflected, y, bias, threads):
     """All tiles at once, the work shared by the workers of a parallel block by channels: each
     transforms a range of the input channels, then multiplies and transforms back a range of
     every group's outputs (for layers of few tile rows: bands there would be short GEMMs, each
-    reading all of U). Writes y (N, G·Og, oh, ow)."""
+    reading all of U). Writes y (N, G·Og, oh, ow); ``threads``: the block's."""
     xp = get_array_module(x_pad)
     N, C = x_pad.shape[:2]
     alpha, (_, G, Og, Cg) = m + r - 1, U.shape
-    threads = backend.parallel_threads(x_pad)
     v = xp.empty((alpha, alpha, N, C, th * tw), dtype=x_pad.dtype)
 
     def transform(bounds):
