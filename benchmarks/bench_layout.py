@@ -38,9 +38,8 @@ def correlate_nhwc(x, pad, U, m, r, reflected=False):
     UT = U[:, 0].swapaxes(1, 2)  # (α², C, O): the GEMM is tiles × C @ C × O
     AT, BT = winograd._matrices(m, r, x.dtype, np, reflected)
     y = np.empty((N, th * m, tw * m, O), dtype=x.dtype)
-    band = max(winograd.BAND_BUDGET // (alpha * alpha * N * C * tw),
-               -(-winograd.MIN_GEMM_TILES // tw), 1)
-    band = -(-th // -(-th // min(band, th)))
+    band = winograd.band_rows(alpha, N, C, th, tw)
+    band = -(-th // -(-th // band))  # as many bands, of even sizes
     for t0 in range(0, th, band):
         t1 = min(t0 + band, th)
         rows = x_pad[:, t0 * m:t1 * m + r - 1]

@@ -225,3 +225,40 @@ def test_channels_last_prototype_of_bench_layout_computes_the_same_conv(rng):
         out = steps[label]()
         out = out if out.shape == ref.shape else out.transpose(0, 3, 1, 2)
         np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10, err_msg=label)
+
+
+def test_pipeline_stages_compute_their_definitions(rng):
+    """The stages that ``correlate`` chains (and benchmarks/winograd_stages.py times one by
+    one), each against its definition written with indices and einsum."""
+    m, r, th, tw = 4, 3, 2, 3
+    AT, BT = winograd._matrices(m, r, "float64", np, False)
+    x_pad = normal(rng, (2, 3, th * m + r - 1, tw * m + r - 1))
+    d = winograd.gather_tiles(x_pad, m, r, th, tw)
+    assert d.shape == (6, 6, 2, 3, th, tw) and d.flags.c_contiguous
+    for k, l, ty, tx in [(0, 0, 0, 0), (5, 2, 1, 2), (3, 5, 1, 0)]:
+        np.testing.assert_array_equal(d[k, l, :, :, ty, tx], x_pad[:, :, ty * m + k, tx * m + l])
+    np.testing.assert_allclose(winograd.transform_tiles(d, BT),
+                               np.einsum("xk,yl,kl...->xy...", BT, BT, d), rtol=1e-12)
+    M = normal(rng, (36, 2, 1, 5, th * tw))
+    z = winograd.inverse_transform(M, AT)
+    np.testing.assert_allclose(z, np.einsum("ix,jy,xy...->ij...", AT, AT,
+                                            M.reshape(6, 6, 2, 1, 5, th * tw)), rtol=1e-12)
+    y = winograd.untile(z, th, tw)
+    assert y.shape == (2, 1, 5, th * m, tw * m)
+    np.testing.assert_array_equal(y[1, 0, 3, 1 * m + 2, 2 * m + 1], z[2, 1, 1, 0, 3, 1 * tw + 2])
+
+
+@pytest.mark.parametrize("C, O, size, r, groups", [(8, 12, 10, 3, 1), (6, 8, 9, 5, 2),
+                                                   (4, 4, 17, 3, 1)])
+def test_winograd_stages_benchmark_runs_the_conv_it_times(C, O, size, r, groups, rng):
+    """benchmarks/winograd_stages.py splits correlate into stages to time them: what they
+    compute together must be the layer's conv (torch's, float32), or its table means nothing."""
+    from benchmarks import winograd_stages
+
+    run, flops, layer = winograd_stages.stage_functions(C, O, size, r, groups, rng)
+    assert set(run) == set(winograd_stages.STAGES)
+    y_th = TF.conv2d(torch.from_numpy(layer["x"]), torch.from_numpy(layer["W"]),
+                     torch.from_numpy(layer["bias"]), padding=layer["padding"], groups=groups)
+    np.testing.assert_allclose(layer["y"], y_th.numpy(), rtol=1e-4, atol=1e-5)
+    m = winograd.tile_size(r, size)
+    assert flops == 2 * (m + r - 1) ** 2 * O * (C // groups) * (-(-size // m)) ** 2

@@ -223,6 +223,13 @@ BAND_BUDGET = 2 ** 18
 MIN_GEMM_TILES = 128
 
 
+def band_rows(alpha, N, C, th, tw):
+    """Tile rows per band: BAND_BUDGET input-transform elements, but MIN_GEMM_TILES tiles at
+    least, and th at most."""
+    band = max(BAND_BUDGET // (alpha * alpha * N * C * tw), -(-MIN_GEMM_TILES // tw), 1)
+    return min(band, th)
+
+
 def correlate(x, pads, U, m, r, groups, reflected=False, bias=None):
     """Valid cross-correlation of x (N, C, H, W), zero-padded by pads ((top, bottom), (left,
     right), negative = crop), with transformed weights U (α², G, Og, Cg): a new contiguous
@@ -236,8 +243,7 @@ def correlate(x, pads, U, m, r, groups, reflected=False, bias=None):
     alpha = m + r - 1
     x_pad = _pad_or_crop(x, top, th * m + r - 1 - H - top, left, tw * m + r - 1 - W - left)
     y = xp.empty((N, U.shape[1] * U.shape[2], oh, ow), dtype=x.dtype)
-    band = max(BAND_BUDGET // (alpha * alpha * N * C * tw), -(-MIN_GEMM_TILES // tw), 1)
-    threads, bands = backend.parallel_threads(x), -(-th // min(band, th))
+    threads, bands = backend.parallel_threads(x), -(-th // band_rows(alpha, N, C, th, tw))
     if bands < threads:  # too few tile rows to share out: the workers share the channels
         _correlate_by_channels(x_pad, U, m, r, th, tw, reflected, y, bias, threads)
         return y
@@ -246,8 +252,8 @@ def correlate(x, pads, U, m, r, groups, reflected=False, bias=None):
 
     def run_band(rows):
         t0, t1 = rows
-        band_rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
-        tiles = _correlate_tiles(band_rows, U, m, r, t1 - t0, tw, reflected)
+        x_rows = x_pad[:, :, t0 * m:t1 * m + r - 1]
+        tiles = _correlate_tiles(x_rows, U, m, r, t1 - t0, tw, reflected)
         _store(y[:, :, t0 * m:min(t1 * m, oh)], tiles, b)
 
     backend.parallel_map(run_band, backend.split_range(th, bands), like=x)
@@ -304,26 +310,47 @@ def _correlate_tiles(x_pad, U, m, r, th, tw, reflected):
 
 def _input_transform(x_pad, m, r, th, tw, reflected):
     """(N, C, th·m + r - 1, tw·m + r - 1) -> V (α, α, N, C, th·tw) = Bᵀ d B for every tile d."""
-    xp = get_array_module(x_pad)
+    N, C = x_pad.shape[:2]
+    _, BT = _matrices(m, r, x_pad.dtype, get_array_module(x_pad), reflected)
+    return transform_tiles(gather_tiles(x_pad, m, r, th, tw), BT).reshape(
+        m + r - 1, m + r - 1, N, C, th * tw)
+
+
+def gather_tiles(x_pad, m, r, th, tw):
+    """(N, C, th·m + r - 1, tw·m + r - 1) -> d (α, α, N, C, th, tw), contiguous, with
+    d[k, l, n, c, ty, tx] = x_pad[n, c, ty·m + k, tx·m + l]: every α×α tile, tiles overlapping
+    by r - 1 (a strided view, then one copy)."""
     N, C = x_pad.shape[:2]
     alpha = m + r - 1
     sN, sC, sH, sW = x_pad.strides
     tiles = backend.as_strided(x_pad, (alpha, alpha, N, C, th, tw),
-                               (sH, sW, sN, sC, sH * m, sW * m))  # tiles[k, l, n, c, ty, tx]
-    _, BT = _matrices(m, r, x_pad.dtype, xp, reflected)
-    d = xp.ascontiguousarray(tiles).reshape(alpha, -1)
-    t = (BT @ d).reshape(alpha, alpha, -1)  # Bᵀ along the tile rows: t[ξ, l, ...]
-    v = BT @ t  # and along the columns: v[ξ, ν, ...] = (Bᵀ d B)[ξ, ν]
-    return v.reshape(alpha, alpha, N, C, th * tw)
+                               (sH, sW, sN, sC, sH * m, sW * m))
+    return get_array_module(x_pad).ascontiguousarray(tiles)
+
+
+def transform_tiles(d, BT):
+    """d (α, α, ...) -> v (α, α, ...) = Bᵀ d B over the two leading axes (two small GEMMs)."""
+    alpha = d.shape[0]
+    t = (BT @ d.reshape(alpha, -1)).reshape(alpha, alpha, -1)  # Bᵀ along the rows: t[ξ, l, …]
+    return (BT @ t).reshape(d.shape)  # and along the columns: v[ξ, ν, …] = (Bᵀ d B)[ξ, ν]
 
 
 def _output_tiles(M, m, r, th, tw, reflected):
     """M (α², N, G, Og, th·tw) -> (N, G, Og, th·m, tw·m): Aᵀ M A for every tile."""
-    xp = get_array_module(M)
-    alpha, (N, G, Og) = m + r - 1, M.shape[1:4]
-    AT, _ = _matrices(m, r, M.dtype, xp, reflected)
+    AT, _ = _matrices(m, r, M.dtype, get_array_module(M), reflected)
+    return untile(inverse_transform(M, AT), th, tw)
+
+
+def inverse_transform(M, AT):
+    """M (α², ...) -> (m, m, ...) = Aᵀ M A over the frequencies (two small GEMMs)."""
+    (m, alpha), rest = AT.shape, M.shape[1:]
     z = (AT @ M.reshape(alpha, -1)).reshape(m, alpha, -1)  # Aᵀ along the rows
-    y = AT @ z  # (m, m, N·G·Og·th·tw): the output tiles
+    return (AT @ z).reshape((m, m) + rest)  # and along the columns
+
+
+def untile(y, th, tw):
+    """Output tiles y (m, m, N, G, Og, th·tw) -> (N, G, Og, th·m, tw·m), one transposing copy."""
+    m, _, N, G, Og = y.shape[:5]
     y = y.reshape(m, m, N, G, Og, th, tw).transpose(2, 3, 4, 5, 0, 6, 1)
     return y.reshape(N, G, Og, th * m, tw * m)
 
