@@ -22,6 +22,8 @@ For each layer the script prints:
 - torch's forward at one thread when torch is installed, and both ratios to it: the whole
   layer's and the GEMM's alone. The GEMM alone bounds what any rewrite of the other stages
   could reach.
+A last row sums VGG-16's Winograd convs up to conv3_3, the layers of ``run.py``'s vgg16:conv3_3
+case but conv1_1 (im2col), ReLU and pooling.
 """
 import argparse
 import os
@@ -36,9 +38,14 @@ from minigrad import backend
 from minigrad.ops import winograd
 
 # (name, in channels, out channels, size, kernel, groups)
-LAYERS = [("vgg16 conv1_2", 64, 64, 224, 3, 1), ("vgg16 conv2_2", 128, 128, 112, 3, 1),
+LAYERS = [("vgg16 conv1_2", 64, 64, 224, 3, 1), ("vgg16 conv2_1", 64, 128, 112, 3, 1),
+          ("vgg16 conv2_2", 128, 128, 112, 3, 1), ("vgg16 conv3_1", 128, 256, 56, 3, 1),
           ("vgg16 conv3_3", 256, 256, 56, 3, 1), ("vgg16 conv4_3", 512, 512, 28, 3, 1),
           ("alexnet conv2", 64, 192, 27, 5, 1), ("caffenet conv2", 96, 256, 27, 5, 2)]
+# VGG-16's Winograd convs up to conv3_3 (conv1_1, 3 channels in, runs im2col), as layers of the
+# table: conv3_2 has conv3_3's shape
+TO_CONV3_3 = {"vgg16 conv1_2": 1, "vgg16 conv2_1": 1, "vgg16 conv2_2": 1, "vgg16 conv3_1": 1,
+              "vgg16 conv3_3": 2}
 STAGES = ("pad", "gather", "Bᵀ d B", "GEMM", "Aᵀ M A", "untile", "store")
 
 
@@ -112,22 +119,40 @@ def measure(args):
         ms = np.median(rounds, axis=0)
         torch_ms = torch_forward_ms(layer["x"], layer["W"], layer["padding"], groups,
                                     args.repeat)
-        rows.append((f"{name} {C}->{O} @{size} F({winograd.tile_size(r, size)},{r})", ms,
+        rows.append((name, f"{C}->{O} @{size} F({winograd.tile_size(r, size)},{r})", ms,
                      gemm_flops / (ms[STAGES.index("GEMM")] * 1e-3) / 1e9, torch_ms))
     return peak, rows
+
+
+def vgg_sum(rows):
+    """The row of VGG-16's Winograd convs to conv3_3 (``TO_CONV3_3``), summed; None without
+    torch's times."""
+    picked = [(TO_CONV3_3[name], ms, torch_ms) for name, _, ms, _, torch_ms in rows
+              if name in TO_CONV3_3]
+    if any(torch_ms is None for _, _, torch_ms in picked):
+        return None
+    return (sum(k * ms for k, ms, _ in picked), sum(k * t for k, _, t in picked))
 
 
 def table(peak, rows):
     out = ["| layer | " + " | ".join(f"{s} ms" for s in STAGES) + " | total ms | GEMM GFLOP/s "
            "(% of peak) | GEMM only | torch ms | total / torch | GEMM / torch |",
            "|---|" + "---:|" * (len(STAGES) + 6)]
-    for name, ms, rate, torch_ms in rows:
+    for name, shape, ms, rate, torch_ms in rows:
         total, gemm = ms.sum(), ms[STAGES.index("GEMM")]
         vs_torch = (f"{torch_ms:.2f} | {total / torch_ms:.2f} | {gemm / torch_ms:.2f}"
                     if torch_ms else "– | – | –")
-        out.append(f"| {name} | " + " | ".join(f"{t:.2f}" for t in ms) +
+        out.append(f"| {name} {shape} | " + " | ".join(f"{t:.2f}" for t in ms) +
                    f" | {total:.2f} | {rate:.0f} ({100 * rate / peak:.0f} %) | "
                    f"{100 * gemm / total:.0f} % | {vs_torch} |")
+    summed = vgg_sum(rows)
+    if summed is not None:
+        ms, torch_ms = summed
+        total, gemm = ms.sum(), ms[STAGES.index("GEMM")]
+        out.append("| **VGG-16's Winograd convs to conv3_3** | " +
+                   " | ".join(f"{t:.1f}" for t in ms) + f" | {total:.1f} | | "
+                   f"{100 * gemm / total:.0f} % | {torch_ms:.1f} | {total / torch_ms:.2f} | "
+                   f"{gemm / torch_ms:.2f} |")
     return "\n".join(out)
 
 
