@@ -1,14 +1,26 @@
-"""Whole networks, minigrad (NumPy) against PyTorch CPU: forward + input gradient per target layer.
+"""Whole networks, minigrad (NumPy) against PyTorch CPU: forward + input gradient per target
+layer, its time and its float32 accuracy.
 
-    python -m benchmarks.bench_models [--repeat 10] [--nets caffenet,alexnet,...] [--no-rss]
+    python -m benchmarks.bench_models [--repeat 10] [--rounds 2] [--nets caffenet,alexnet,...]
+                                      [--no-rss]
 
 Each network gets random full weights (He-uniform, fc included; NOT pretrained: timings only),
 and the PyTorch network is built from the same arrays, layer for layer. One step is what an
 inversion iteration does to the network: forward to the target layer (conv5, or fc8) and
 back-propagate a fixed random gradient to the input image; the weights are constants (no weight
-gradients in either library). Median after warm-up, one image at the network's input size.
-Both libraries use the same thread count: torch.set_num_threads(N), N being what NumPy's BLAS
-uses (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS, else the number of cores).
+gradients in either library). Both libraries use the same thread count: torch.set_num_threads(N),
+N being what NumPy's BLAS uses (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS, else
+the number of cores).
+
+Time: each library in blocks (``bench_ops.median_time``: an untimed warm-up of at least 0.2 s,
+then ``--repeat`` steps), the blocks in turn for ``--rounds`` rounds, the median of the rounds.
+Never call by call: a torch step right after a NumPy GEMM runs up to 2× slower while OpenBLAS's
+idle threads spin.
+
+Accuracy: minigrad's float32 step (the default conv algorithms) against torch's in float64, on
+the same float32 input, weights and output gradient. The norm-wise relative error of the
+output and of the input gradient, and the max-pool windows whose winner differs between the
+two: a near-tie that float32 rounding flips, after which both errors are set by the flip.
 
 Peak RSS of one AlexNet fc8 inversion step (forward + input backward) is measured in a fresh
 child process per library: the RSS once the weights are loaded, then the high-water mark over
@@ -19,12 +31,12 @@ import os
 import platform
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 import minigrad as mg
 import models
+from benchmarks.bench_ops import median_time
 from models.cnn import FC, LRN, Conv, MaxPool, ReLU
 
 NETS = ("caffenet", "caffe-alexnet", "alexnet", "vgg16")
@@ -37,19 +49,12 @@ def blas_threads():
     return os.cpu_count() or 1
 
 
-def median_times(fns, repeat, warmup=2):
-    """Median seconds per call of each function, calls interleaved (fn0, fn1, fn0, ...) so that
-    background load on a shared machine hits every library alike."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [float(np.median(ts)) for ts in times]
+def block_times(fns, repeat, rounds):
+    """Median seconds per call of each function: each timed as a block
+    (``bench_ops.median_time``), the blocks in turn for ``rounds`` rounds; the median of the
+    rounds."""
+    times = [[median_time(fn, repeat) for fn in fns] for _ in range(rounds)]
+    return [float(t) for t in np.median(times, axis=0)]
 
 
 def torch_network(model):
@@ -123,6 +128,43 @@ def torch_step(model, layer):
     return step
 
 
+def accuracy(model, layer):
+    """(output error, input-gradient error, flipped max-pool windows, max-pool windows) of
+    minigrad's float32 step against torch's float64 one (module doc); errors norm-wise."""
+    import torch
+
+    x, g = inputs(model, layer)
+    modules = model.modules(layer)
+    pools = [k for k, m in enumerate(modules) if isinstance(m, MaxPool)]
+    xm = mg.tensor(x, requires_grad=True)
+    outs = model.forward_layers(xm, [model.layers[k - 1] for k in pools] + [layer])
+    outs[layer].backward(g)
+    h = xt = torch.from_numpy(x).double().requires_grad_(True)
+    flipped = windows = 0
+    for k, t in enumerate(torch_network(model)[:len(modules)]):
+        if k in pools:
+            ours = torch.from_numpy(outs[model.layers[k - 1]].numpy()).double()
+            theirs = _winners(h.detach(), t)
+            flipped += int((_winners(ours, t) != theirs).sum())
+            windows += theirs.numel()
+        h = t.double()(h)
+    h.backward(torch.from_numpy(g).double())
+    return (_relative(outs[layer].numpy(), h.detach().numpy()),
+            _relative(xm.grad, xt.grad.numpy()), flipped, windows)
+
+
+def _winners(x, pool):
+    """The index of each window's maximum, by torch's max-pool of the same geometry."""
+    import torch.nn.functional as TF
+
+    return TF.max_pool2d(x, pool.kernel_size, pool.stride, ceil_mode=pool.ceil_mode,
+                         return_indices=True)[1]
+
+
+def _relative(a, b):
+    return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - b) / np.linalg.norm(b))
+
+
 def rss_child(library):
     """Run in a fresh process: RSS with weights loaded, then peak over AlexNet fc8 steps.
 
@@ -169,7 +211,8 @@ def measure_rss():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=10, help="steps per timed block")
+    parser.add_argument("--rounds", type=int, default=2, help="blocks per library, in turn")
     parser.add_argument("--nets", default=",".join(NETS))
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS measurement")
     parser.add_argument("--rss-child", choices=("minigrad", "torch"), help=argparse.SUPPRESS)
@@ -180,27 +223,33 @@ def main(argv=None):
 
     threads = blas_threads()
     torch.set_num_threads(threads)
+    print(f"Command: `python -m benchmarks.bench_models --repeat {args.repeat} --rounds "
+          f"{args.rounds} --nets {args.nets}`; load average {os.getloadavg()[0]:.1f}\n")
     print(f"minigrad {mg.__version__} (NumPy {np.__version__}) vs PyTorch {torch.__version__}; "
           f"{threads} threads each; Python {platform.python_version()}, {platform.machine()}, "
-          f"{os.cpu_count()} cores; median of {args.repeat} interleaved steps after 2 warm-up\n")
+          f"{os.cpu_count()} cores; each library in blocks of {args.repeat} steps after a "
+          f"warm-up, {args.rounds} rounds\n")
     print("| network | input | to layer | minigrad fwd+grad (ms) | PyTorch (ms) | ratio | "
-          "max rel. diff of dx |")
-    print("|---|---|---|---:|---:|---:|---:|")
+          "output error vs torch float64 | dx error | max-pool windows flipped | ≤ 1e-5 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for name in args.nets.split(","):
         model = models.get(name, weights=None)
         last_conv = [n for n in model.layers if n.startswith("conv")][-1]
         for layer in (last_conv, "fc8"):
-            ours, theirs = minigrad_step(model, layer), torch_step(model, layer)
-            a, b = ours(), theirs()
-            diff = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-30))
-            t_mg, t_torch = median_times([ours, theirs], args.repeat)
+            y_err, dx_err, flipped, windows = accuracy(model, layer)
+            verdict = (("met" if max(y_err, dx_err) <= 1e-5 else "MISSED") if flipped == 0
+                       else "– (a near-tie flipped)")
+            t_mg, t_torch = block_times([minigrad_step(model, layer), torch_step(model, layer)],
+                                        args.repeat, args.rounds)
             size = "x".join(map(str, model.input_size))
             print(f"| {name} | {size} | {layer} | {t_mg * 1e3:.1f} | {t_torch * 1e3:.1f} | "
-                  f"{t_mg / t_torch:.2f} | {diff:.1e} |", flush=True)
+                  f"{t_mg / t_torch:.2f} | {y_err:.1e} | {dx_err:.1e} | {flipped} of {windows} | "
+                  f"{verdict} |", flush=True)
         del model
-    print("\nfloat32. dx differences above ~1e-5 (VGG-16: 13 ReLU + 5 max-pool layers at 224) are "
-          "max-pool winners that float32 rounding flips at near-ties; in float64 the same networks "
-          "agree to ~1e-15 (tests/test_models.py checks gradients in float64).")
+    print("\nErrors are norm-wise, ‖ours − torch64‖ / ‖torch64‖, with minigrad in float32 and "
+          "its default conv algorithms. Once a max-pool near-tie flips, the gradient routes "
+          "through another element there and both errors are set by the flip, not by rounding; "
+          "in float64 the networks agree to ~1e-15 (tests/test_models.py).")
     if not args.no_rss:
         print("\nPeak RSS, AlexNet (torchvision, 61.1M float32 parameters = 233 MiB) fc8 "
               "inversion step (forward + input backward), fresh process each:\n")
