@@ -30,12 +30,10 @@ def test_accuracy_compares_float32_with_float64_over_every_switch():
     # on this machine no ReLU of relu1 flips; another BLAS's summation order might flip one
     if acc["ReLU"][0] == 0:
         assert 1e-9 < acc["input grad"] < 1e-5 and bench_models._verdict(acc) == "met"
-    else:
-        assert bench_models._verdict(acc) == "– (a near-tie flipped)"
 
 
-def test_a_flipped_switch_sets_the_verdict_not_the_error():
+def test_an_error_above_the_target_is_excused_only_by_a_flipped_switch():
     acc = {"output": 1e-6, "input grad": 3e-3, "max-pool": (0, 10), "ReLU": (1, 10)}
     assert bench_models._verdict(acc) == "– (a near-tie flipped)"
     assert bench_models._verdict(dict(acc, ReLU=(0, 10))) == "MISSED"
-    assert bench_models._verdict(dict(acc, ReLU=(0, 10), **{"input grad": 4e-6})) == "met"
+    assert bench_models._verdict(dict(acc, **{"input grad": 4e-6})) == "met"
