@@ -150,9 +150,8 @@ def accuracy(model, layer, seed=0):
     for k, t in enumerate(torch_network(model)[:len(modules)]):
         if k in switches:
             ours = torch.from_numpy(outs[model.layers[k - 1]].numpy()).double()
-            mine, theirs = (_winners(ours, t), _winners(h.detach(), t)) if switches[k] == \
-                "max-pool" else (ours > 0, h.detach() > 0)
-            counts[switches[k]][0] += int((mine != theirs).sum())
+            theirs = _switches(h.detach(), t)
+            counts[switches[k]][0] += int((_switches(ours, t) != theirs).sum())
             counts[switches[k]][1] += theirs.numel()
         h = t.double()(h)
     h.backward(torch.from_numpy(g).double())
@@ -161,12 +160,16 @@ def accuracy(model, layer, seed=0):
             **{kind: tuple(n) for kind, n in counts.items()}}
 
 
-def _winners(x, pool):
-    """The index of each window's maximum, by torch's max-pool of the same geometry."""
+def _switches(x, module):
+    """What the torch ``module`` decides on its input x: each window's winner (its index) for
+    a max-pool, each unit's sign for a ReLU."""
     import torch.nn.functional as TF
+    from torch import nn
 
-    return TF.max_pool2d(x, pool.kernel_size, pool.stride, ceil_mode=pool.ceil_mode,
-                         return_indices=True)[1]
+    if isinstance(module, nn.MaxPool2d):
+        return TF.max_pool2d(x, module.kernel_size, module.stride, ceil_mode=module.ceil_mode,
+                             return_indices=True)[1]
+    return x > 0
 
 
 def _of(counts):
